@@ -1,0 +1,39 @@
+#pragma once
+#include <cerrno>
+#include <string>
+#include <string_view>
+
+namespace coffee {
+
+// Calls f() until it fails with something other than EINTR. For read, write,
+// open, poll, waitpid; never for close (see unique_fd::reset).
+template <typename F>
+auto retry_on_eintr(F&& f) {
+    for (;;) {
+        auto r = f();
+        if (!(r == -1 && errno == EINTR))
+            return r;
+    }
+}
+
+// Opens /dev/null on any of fds 0, 1, 2 that is closed, so that no file we
+// open later lands on a standard descriptor by accident. Call first in main().
+void ensure_std_fds_open() noexcept;
+
+// Writes all of `data` to a blocking fd, retrying on EINTR and short writes.
+// Throws std::system_error (EPIPE when the reader went away; SIGPIPE must be
+// ignored for that).
+void write_all(int fd, std::string_view data, std::string_view what);
+
+// Reads up to `max` bytes appended to `out`. Returns the number read; 0 at
+// EOF; -1 with errno EAGAIN when a non-blocking fd has nothing. Retries EINTR,
+// throws std::system_error on other errors.
+long read_some(int fd, std::string& out, std::size_t max, std::string_view what);
+
+// Makes the fd blocking or non-blocking. Throws std::system_error.
+void set_nonblocking(int fd, bool on);
+
+// Ignores SIGPIPE so that a write to a pipe without reader fails with EPIPE.
+void ignore_sigpipe() noexcept;
+
+}  // namespace coffee

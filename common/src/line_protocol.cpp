@@ -1,0 +1,103 @@
+#include <coffee/line_protocol.hpp>
+
+#include <fmt/format.h>
+
+namespace coffee {
+
+std::string_view describe(line_problem p) noexcept {
+    switch (p) {
+    case line_problem::none: return "valid";
+    case line_problem::too_long: return "longer than 4096 bytes";
+    case line_problem::nul_byte: return "contains a NUL byte";
+    case line_problem::control_char: return "contains a control character";
+    case line_problem::invalid_utf8: return "is not valid UTF-8";
+    }
+    return "unknown problem";
+}
+
+namespace {
+
+constexpr bool is_blank(char c) noexcept { return c == ' ' || c == '\t'; }
+
+// Length of the valid UTF-8 sequence at s[i], or 0 if it is invalid
+// (overlong forms, surrogates and code points above U+10FFFF included).
+std::size_t utf8_sequence(std::string_view s, std::size_t i) noexcept {
+    const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+    const unsigned char b0 = byte(i);
+    const auto cont = [&](std::size_t k) { return k < s.size() && (byte(k) & 0xC0U) == 0x80U; };
+    if (b0 >= 0xC2 && b0 <= 0xDF)
+        return cont(i + 1) ? 2 : 0;
+    if (b0 >= 0xE0 && b0 <= 0xEF) {
+        if (!cont(i + 1) || !cont(i + 2))
+            return 0;
+        const unsigned char b1 = byte(i + 1);
+        if ((b0 == 0xE0 && b1 < 0xA0) || (b0 == 0xED && b1 > 0x9F))
+            return 0;  // overlong, or a UTF-16 surrogate
+        return 3;
+    }
+    if (b0 >= 0xF0 && b0 <= 0xF4) {
+        if (!cont(i + 1) || !cont(i + 2) || !cont(i + 3))
+            return 0;
+        const unsigned char b1 = byte(i + 1);
+        if ((b0 == 0xF0 && b1 < 0x90) || (b0 == 0xF4 && b1 > 0x8F))
+            return 0;  // overlong, or above U+10FFFF
+        return 4;
+    }
+    return 0;
+}
+
+}  // namespace
+
+checked_line check_line(std::string_view raw) noexcept {
+    std::string_view text = raw;
+    if (!text.empty() && text.back() == '\r')
+        text.remove_suffix(1);
+    if (raw.size() > max_order_bytes)
+        return {line_problem::too_long, {}, max_order_bytes};
+    for (std::size_t i = 0; i < text.size();) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c < 0x80) {
+            if (c == 0)
+                return {line_problem::nul_byte, {}, i};
+            if ((c < 0x20 && c != '\t') || c == 0x7F)
+                return {line_problem::control_char, {}, i};
+            ++i;
+            continue;
+        }
+        const std::size_t n = utf8_sequence(text, i);
+        if (n == 0)
+            return {line_problem::invalid_utf8, {}, i};
+        if (c == 0xC2 && static_cast<unsigned char>(text[i + 1]) < 0xA0)
+            return {line_problem::control_char, {}, i};  // C1 controls U+0080..U+009F
+        i += n;
+    }
+    while (!text.empty() && is_blank(text.front()))
+        text.remove_prefix(1);
+    while (!text.empty() && is_blank(text.back()))
+        text.remove_suffix(1);
+    return {line_problem::none, text, 0};
+}
+
+std::string printable(std::string_view raw, std::size_t max) {
+    std::string out;
+    out.reserve(std::min(raw.size(), max) + 8);
+    std::size_t i = 0;
+    for (; i < raw.size() && out.size() < max; ++i) {
+        const auto c = static_cast<unsigned char>(raw[i]);
+        if (c == '\\')
+            out += "\\\\";
+        else if (c >= 0x20 && c < 0x7F)
+            out += static_cast<char>(c);
+        else if (c >= 0x80 && utf8_sequence(raw, i) > 0 && !(c == 0xC2 && static_cast<unsigned char>(raw[i + 1]) < 0xA0)) {
+            const std::size_t n = utf8_sequence(raw, i);
+            out.append(raw.substr(i, n));
+            i += n - 1;
+        } else
+            out += fmt::format("\\x{:02x}", c);
+    }
+    if (i < raw.size())
+        out += "...";
+    return out;
+}
+
+}  // namespace coffee

@@ -1,0 +1,51 @@
+#include <coffee/posix.hpp>
+
+#include <coffee/errors.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+namespace coffee {
+
+void ensure_std_fds_open() noexcept {
+    for (int fd = 0; fd < 3; ++fd) {
+        if (::fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue;
+        // open() returns the lowest free descriptor, which is this one.
+        const int null_fd = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (null_fd >= 0 && null_fd != fd)
+            (void)::close(null_fd);
+    }
+}
+
+void write_all(int fd, std::string_view data, std::string_view what) {
+    while (!data.empty()) {
+        const ssize_t n = retry_on_eintr([&] { return ::write(fd, data.data(), data.size()); });
+        if (n < 0)
+            throw_system_error(errno, "write to {}", what);
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
+long read_some(int fd, std::string& out, std::size_t max, std::string_view what) {
+    const std::size_t old_size = out.size();
+    out.resize(old_size + max);
+    const ssize_t n = retry_on_eintr([&] { return ::read(fd, out.data() + old_size, max); });
+    const int err = errno;
+    out.resize(old_size + (n > 0 ? static_cast<std::size_t>(n) : 0));
+    if (n < 0 && err != EAGAIN)
+        throw_system_error(err, "read from {}", what);
+    errno = err;
+    return static_cast<long>(n);
+}
+
+void set_nonblocking(int fd, bool on) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) < 0)
+        throw_system_error(errno, "fcntl(O_NONBLOCK) on fd {}", fd);
+}
+
+void ignore_sigpipe() noexcept { (void)::signal(SIGPIPE, SIG_IGN); }
+
+}  // namespace coffee
