@@ -1,0 +1,33 @@
+#pragma once
+#include <coffee/cli.hpp>
+#include <coffee/duration.hpp>
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <filesystem>
+
+namespace coffee::consumer {
+
+struct options {
+    common_options common;
+    std::filesystem::path fifo;     // empty: inherited fd 3, else default_fifo_path(false)
+    std::filesystem::path backlog;  // empty: $STATE_DIRECTORY/backlog, else <fifo>.backlog
+    unsigned baristas = 1;
+    duration brew_time = std::chrono::seconds{4};
+    duration timeout{0};            // 0: no deadline
+    bool until_finish = false;
+    std::size_t queue_size = 1024;
+    mode_t fifo_mode = 0600;
+    bool allow_world_writable = false;
+};
+
+// Parses argv. Throws usage_error.
+[[nodiscard]] options parse_command_line(int argc, char* argv[]);
+
+// Runs the shop until it is stopped (signal, --timeout, finish, EOF).
+// Returns the exit code: 0, or 74 when stdout or the backlog failed.
+// Throws exit_error / system_error when it cannot start.
+[[nodiscard]] int run(const options& opts);
+
+}  // namespace coffee::consumer
