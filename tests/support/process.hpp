@@ -1,0 +1,88 @@
+#pragma once
+// Test support: start the built programs as real child processes, with
+// their stdio in files or pipes, and wait for them with a deadline.
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace coffee::test {
+
+// A fresh directory under /tmp, removed (recursively) on destruction.
+class temp_dir {
+public:
+    temp_dir();
+    ~temp_dir();
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+    [[nodiscard]] std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+private:
+    std::filesystem::path path_;
+};
+
+struct spawn_options {
+    std::filesystem::path stdin_file;   // empty: /dev/null
+    std::filesystem::path stdout_file;  // empty: /dev/null
+    std::filesystem::path stderr_file;  // empty: /dev/null
+    std::map<std::string, std::string> env{};  // added to (or replacing in) our environment
+    std::vector<std::string> unset_env{};
+};
+
+// A started child. The destructor SIGKILLs and reaps it if still running.
+class process {
+public:
+    process(const std::vector<std::string>& argv, const spawn_options& options = {});
+    ~process();
+    process(process&& other) noexcept;
+    process(const process&) = delete;
+    process& operator=(const process&) = delete;
+    process& operator=(process&&) = delete;
+
+    [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+    void kill(int sig) const;
+    // Exit code, or 128+signal; std::nullopt if still running at the deadline.
+    std::optional<int> wait_for(std::chrono::milliseconds timeout);
+    // Like wait_for, but fails the test (and kills the child) on timeout.
+    int wait(std::chrono::milliseconds timeout = std::chrono::seconds{30});
+
+private:
+    pid_t pid_ = -1;
+    std::optional<int> status_;
+};
+
+// Runs to completion; returns the exit code (or 128+signal).
+int run(const std::vector<std::string>& argv, const spawn_options& options = {},
+        std::chrono::milliseconds timeout = std::chrono::seconds{30});
+
+[[nodiscard]] std::string read_file(const std::filesystem::path& path);
+void write_file(const std::filesystem::path& path, const std::string& text);
+// The file's lines without their LF.
+[[nodiscard]] std::vector<std::string> read_lines(const std::filesystem::path& path);
+
+// Polls `condition` every 10 ms until it holds or `timeout` passes.
+template <typename F>
+bool eventually(F&& condition, std::chrono::milliseconds timeout = std::chrono::seconds{10});
+
+// True when the file contains `text`.
+[[nodiscard]] bool file_contains(const std::filesystem::path& path, const std::string& text);
+
+}  // namespace coffee::test
+
+#include <thread>
+
+template <typename F>
+bool coffee::test::eventually(F&& condition, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() >= deadline)
+            return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+    return true;
+}
