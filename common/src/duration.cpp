@@ -30,6 +30,8 @@ duration parse_duration(std::string_view text) {
 
 std::string format_duration(duration d) {
     const auto ms = d.count();
+    if (ms != 0 && ms % 3'600'000 == 0)
+        return fmt::format("{}h", ms / 3'600'000);
     if (ms != 0 && ms % 60'000 == 0)
         return fmt::format("{}m", ms / 60'000);
     if (ms % 1000 == 0)
