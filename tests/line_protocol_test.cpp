@@ -383,6 +383,27 @@ TEST_CASE("line_reader: a 1 MiB line in one feed is reported once as too long") 
     CHECK(lines[1].text == "Espresso");
 }
 
+TEST_CASE("line_reader holds at most 4095 bytes of a partial line; the 4096th starts discarding") {
+    coffee::line_reader reader;
+    CHECK(feed_all(reader, std::string(coffee::max_order_bytes, 'a')).empty());
+    CHECK(reader.partial().size() == coffee::max_order_bytes);
+    CHECK(reader.pending_bytes() == coffee::max_order_bytes);
+    CHECK(feed_all(reader, "a").empty());
+    CHECK(reader.partial().empty());
+    CHECK(reader.pending_bytes() == 4096);
+    CHECK(reader.mid_line());
+    const auto lines = feed_all(reader, "\n");
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].problem == line_problem::too_long);
+    CHECK(lines[0].bytes == 4097);
+
+    // The same 4096 bytes in one feed, no LF yet: nothing is held either.
+    coffee::line_reader whole;
+    CHECK(feed_all(whole, std::string(4096, 'a')).empty());
+    CHECK(whole.partial().empty());
+    CHECK(whole.pending_bytes() == 4096);
+}
+
 TEST_CASE("line_reader: a partial line that grows too long starts discarding") {
     coffee::line_reader reader;
     CHECK(feed_all(reader, std::string(3000, 'a')).empty());
