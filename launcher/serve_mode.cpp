@@ -1,0 +1,162 @@
+// coffee-launcher serve: plays systemd's part (coffee-consumer.socket and
+// .service) where there is no systemd. We hold the FIFO, so orders written
+// while the consumer is down or restarting wait in the pipe.
+#include "launcher.hpp"
+
+#include <coffee/child_process.hpp>
+#include <coffee/errors.hpp>
+#include <coffee/fifo.hpp>
+#include <coffee/posix.hpp>
+#include <coffee/sd_daemon.hpp>
+#include <coffee/signals.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <deque>
+
+namespace coffee::launcher {
+
+namespace {
+
+using detail::clock;
+
+// Exit codes that mean "fix the configuration": restarting cannot help
+// (the unit's RestartPreventExitStatus).
+bool is_config_failure(int status) noexcept {
+    if (!WIFEXITED(status))
+        return false;
+    const int code = WEXITSTATUS(status);
+    return code == exit_usage || code == exit_noperm || code == exit_config || code == 126 || code == 127;
+}
+
+}  // namespace
+
+int run_serve(const serve_options& opts, const unique_fd& signals) {
+    const std::filesystem::path fifo_path = opts.fifo.empty() ? default_fifo_path(false) : opts.fifo;
+    // O_RDWR, as systemd's ListenFIFO= does: the pipe lives as long as we do,
+    // whoever reads or writes it.
+    const unique_fd fifo = open_fifo_for_reading(fifo_path, {.create_mode = opts.fifo_mode});
+    detail::grow_pipe(fifo.get());  // more room for orders while the consumer is down
+    const unique_fd dev_null{::open("/dev/null", O_RDWR | O_CLOEXEC)};
+    if (!dev_null)
+        throw_system_error(errno, "open '/dev/null'");
+
+    std::vector<std::string> argv{opts.consumer_program.empty() ? detail::find_sibling_program("coffee-consumer")
+                                                                : opts.consumer_program,
+                                  "--fifo", fifo_path.native()};
+    argv.insert(argv.end(), opts.consumer_args.begin(), opts.consumer_args.end());
+    // sd_listen_fds(3): the FIFO is fd 3; LISTEN_PID must be the consumer's
+    // own pid, which child_process writes in the child before exec.
+    const spawn_request request{.argv = argv,
+                                .fds = {{STDIN_FILENO, dev_null.get()}, {sd::listen_fds_start, fifo.get()}},
+                                .env = {"LISTEN_FDS=1", "LISTEN_FDNAMES=orders"},
+                                .pid_env = "LISTEN_PID"};
+
+    child_process consumer;
+    std::deque<clock::time_point> starts;  // within the last start_interval
+    clock::time_point started_at{};
+    unsigned failures_in_a_row = 0;
+    int stop_signal = 0;
+    std::optional<clock::time_point> restart_at;
+    std::optional<clock::time_point> kill_deadline;
+
+    const auto start = [&] {
+        const auto now = clock::now();
+        while (!starts.empty() && now - starts.front() >= opts.start_interval)
+            starts.pop_front();
+        if (starts.size() >= opts.start_limit)
+            return false;
+        starts.push_back(now);
+        try {
+            consumer = child_process::spawn(request);
+        } catch (const exec_error& e) {
+            throw exit_error(detail::exit_code_for_exec_errno(e.code().value()), e.what());
+        }
+        started_at = now;
+        spdlog::info("started the consumer as pid {} on '{}' (fd 3)", consumer.pid(), fifo_path.native());
+        return true;
+    };
+    (void)start();
+
+    for (;;) {
+        std::array<pollfd, 1> fds{{{signals.get(), POLLIN, 0}}};
+        const int timeout = detail::poll_timeout(detail::earliest(restart_at, kill_deadline));
+        if (retry_on_eintr([&] { return ::poll(fds.data(), fds.size(), timeout); }) < 0)
+            throw_system_error(errno, "poll");
+
+        bool reaped = false;
+        while (const auto sig = read_signal(signals)) {
+            if (*sig == SIGCHLD) {
+                reaped = reaped || (consumer.running() && consumer.try_wait());
+            } else if (*sig == SIGHUP) {
+                spdlog::info("received SIGHUP: passing it on to the consumer");
+                consumer.send_signal(SIGHUP);
+            } else if (stop_signal == 0) {
+                stop_signal = *sig;
+                if (!consumer.running()) {
+                    spdlog::info("received {} while the consumer is down: stopping", signal_name(*sig));
+                    return exit_ok;
+                }
+                spdlog::info("received {}: stopping the consumer (pid {})", signal_name(*sig), consumer.pid());
+                consumer.send_signal(*sig);
+                kill_deadline = clock::now() + opts.stop_timeout;
+                restart_at.reset();
+            }
+        }
+
+        const auto now = clock::now();
+        if (reaped) {
+            const int status = *consumer.status();
+            if (stop_signal != 0) {
+                const bool graceful = (WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
+                                      (WIFSIGNALED(status) && WTERMSIG(status) == stop_signal);
+                spdlog::info("the consumer (pid {}) {}: done", consumer.pid(), describe_wait_status(status));
+                int left = 0;
+                if (::ioctl(fifo.get(), FIONREAD, &left) == 0 && left > 0)
+                    spdlog::warn("{} bytes of orders are left in the FIFO and go with it", left);
+                return graceful ? exit_ok : exit_failure;
+            }
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+                spdlog::info("the consumer (pid {}) finished on its own: stopping", consumer.pid());
+                return exit_ok;
+            }
+            if (is_config_failure(status)) {
+                spdlog::error("the consumer (pid {}) {}: a configuration problem, not restarting", consumer.pid(),
+                              describe_wait_status(status));
+                return WEXITSTATUS(status);
+            }
+            failures_in_a_row = now - started_at < opts.start_interval ? failures_in_a_row + 1 : 1;
+            auto delay = opts.restart_delay;
+            for (unsigned i = 1; i < failures_in_a_row && delay < opts.max_restart_delay; ++i)
+                delay *= 2;
+            delay = std::min(delay, std::max(opts.max_restart_delay, opts.restart_delay));
+            spdlog::warn("the consumer (pid {}) {}; restarting it in {}", consumer.pid(), describe_wait_status(status),
+                         format_duration(delay));
+            restart_at = now + delay;
+        }
+        if (restart_at && now >= *restart_at) {
+            restart_at.reset();
+            if (!start()) {
+                spdlog::error("the consumer was started {} times within {}: giving up", opts.start_limit,
+                              format_duration(opts.start_interval));
+                return exit_failure;
+            }
+        }
+        if (kill_deadline && now >= *kill_deadline && consumer.running()) {
+            spdlog::warn("the consumer (pid {}) is still running {} after {}; sending SIGKILL", consumer.pid(),
+                         format_duration(opts.stop_timeout), signal_name(stop_signal));
+            consumer.send_signal(SIGKILL);
+            kill_deadline.reset();
+        }
+    }
+}
+
+}  // namespace coffee::launcher

@@ -1,0 +1,114 @@
+// coffee-launcher demo with the real coffee-consumer and coffee-producer.
+#include "process_util.hpp"
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+#include <sstream>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string launcher = COFFEE_LAUNCHER;
+
+std::vector<std::string> demo_args(std::vector<std::string> extra) {
+    std::vector<std::string> args{launcher, "demo", "--consumer", COFFEE_CONSUMER, "--producer", COFFEE_PRODUCER};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> lines;
+    std::istringstream in{text};
+    for (std::string line; std::getline(in, line);)
+        lines.push_back(line);
+    return lines;
+}
+
+bool is_empty_dir(const std::filesystem::path& dir) { return std::filesystem::directory_iterator{dir} == std::filesystem::directory_iterator{}; }
+
+}  // namespace
+
+TEST_SUITE("launcher demo") {
+
+TEST_CASE("4 producers x 1,000 orders with --brew-time 0: every order served once, exit 0") {
+    coffee::test::temp_dir tmp;
+    auto child = coffee::test::start(demo_args({"--producers", "4", "--orders", "1000", "--brew-time", "0", "-q"}), -1,
+                                     {"TMPDIR=" + tmp.path().native()});
+    const auto r = coffee::test::communicate(child, {}, 60s);
+    CHECK(r.exit_code() == 0);
+    const auto served = lines_of(r.out);
+    CHECK(served.size() == 4000);
+    const std::set<std::string> unique(served.begin(), served.end());
+    CHECK(unique.size() == 4000);
+    const char* menu[] = {"Espresso", "Arabica", "Latte", "Cappuccino"};
+    for (int p = 1; p <= 4; ++p) {
+        for (int i = 1; i <= 1000; ++i)
+            CHECK_MESSAGE(unique.count(fmt::format("{} #{} for customer {}", menu[(i - 1) % 4], i, p)) == 1, "order ", i, " of producer ", p);
+    }
+    CHECK(r.err.find("4000 of 4000 orders served") != std::string::npos);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') >= 5);  // the summary: one line per child
+    CHECK(is_empty_dir(tmp.path()));  // the private directory is gone
+}
+
+TEST_CASE("the default run serves the seed's menu") {
+    const auto r = coffee::test::run(demo_args({"--brew-time", "0", "-q"}), {}, 30s);
+    CHECK(r.exit_code() == 0);
+    CHECK(r.out == "Espresso\nArabica\nLatte\nCappuccino\n");
+}
+
+TEST_CASE("a failing child makes the launcher exit non-zero and say which") {
+    SUBCASE("a producer fails") {
+        // test_child without a mode exits 2: a producer that fails.
+        std::vector<std::string> args{launcher, "demo", "--consumer", COFFEE_CONSUMER, "--producer", COFFEE_TEST_CHILD,
+                                      "--producers", "2", "--brew-time", "0"};
+        const auto r = coffee::test::run(args, {}, 30s);
+        CHECK(r.exit_code() == 1);
+        CHECK(r.err.find("producer 1 (pid ") != std::string::npos);
+        CHECK(r.err.find("exited with status 2  <- failed") != std::string::npos);
+        CHECK(r.err.find("consumer (pid ") != std::string::npos);
+    }
+    SUBCASE("the consumer fails: the producers are stopped at once") {
+        std::vector<std::string> args{launcher, "demo", "--consumer", COFFEE_TEST_CHILD, "--producer", COFFEE_PRODUCER};
+        const auto started = std::chrono::steady_clock::now();
+        const auto r = coffee::test::run(args, {}, 30s);
+        CHECK(r.exit_code() == 1);
+        CHECK(r.err.find("consumer (pid ") != std::string::npos);
+        CHECK(r.err.find("exited with status 2  <- failed") != std::string::npos);
+        CHECK(std::chrono::steady_clock::now() - started < 4s);  // not the producer's --wait
+    }
+    SUBCASE("a program that does not exist") {
+        const auto r = coffee::test::run({launcher, "demo", "--consumer", "/nonexistent/coffee-consumer"});
+        CHECK(r.exit_code() == 127);
+        CHECK(r.err.find("/nonexistent/coffee-consumer") != std::string::npos);
+    }
+}
+
+TEST_CASE("SIGTERM during demo: children gone within the deadline, directory removed") {
+    coffee::test::temp_dir tmp;
+    auto child = coffee::test::start(demo_args({"--producers", "2", "--orders", "20", "--brew-time", "1s", "--stop-timeout", "5s"}),
+                                     -1, {"TMPDIR=" + tmp.path().native()});
+    std::vector<std::string> lines;
+    std::string partial;
+    REQUIRE(coffee::test::read_lines_until(child.out.get(), lines, partial, [](const auto& l) { return !l.empty(); }, 20s));
+    const auto children = coffee::test::children_of(child.process.pid());
+    CHECK(children.size() >= 1);
+    CHECK_FALSE(is_empty_dir(tmp.path()));
+    const auto stopped = std::chrono::steady_clock::now();
+    child.process.send_signal(SIGTERM);
+    const auto r = coffee::test::communicate(child, {}, 20s);
+    CHECK_FALSE(r.timed_out);
+    CHECK(r.exit_code() == 128 + SIGTERM);
+    CHECK(std::chrono::steady_clock::now() - stopped < 6s);
+    for (const pid_t pid : children)
+        CHECK_FALSE(coffee::test::is_alive(pid));
+    CHECK(is_empty_dir(tmp.path()));
+}
+
+}  // TEST_SUITE
