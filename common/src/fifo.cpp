@@ -47,9 +47,15 @@ bool is_fifo_node(const fs::path& path) {
 
 void make_parent_directory(const fs::path& path) {
     const fs::path parent = path.parent_path();
-    if (parent.empty() || ::mkdir(parent.c_str(), 0700) == 0 || errno == EEXIST)
+    if (parent.empty())
         return;
-    throw_system_error(errno, "create directory '{}'", parent.native());
+    if (::mkdir(parent.c_str(), 0700) == 0) {
+        if (::chmod(parent.c_str(), 0700) != 0)  // the umask may have narrowed it
+            throw_system_error(errno, "chmod directory '{}'", parent.native());
+        return;
+    }
+    if (errno != EEXIST)
+        throw_system_error(errno, "create directory '{}' (only its last component is created)", parent.native());
 }
 
 }  // namespace
@@ -85,6 +91,11 @@ unique_fd open_fifo_for_reading(const fs::path& path, const fifo_policy& policy)
     }
     if (!created && errno != EEXIST)
         throw_system_error(errno, "create FIFO '{}'", path.native());
+    // mkfifo() honours the umask, which may even deny us our own access: set
+    // the mode we were asked for before opening (the open below checks that
+    // it is still the node we made).
+    if (created && ::chmod(path.c_str(), policy.create_mode) != 0)
+        throw_system_error(errno, "chmod FIFO '{}'", path.native());
 
     struct stat before{};
     if (::lstat(path.c_str(), &before) != 0)
@@ -110,9 +121,6 @@ unique_fd open_fifo_for_reading(const fs::path& path, const fifo_policy& policy)
         throw_system_error(errno, "fstat '{}'", path.native());
     if (after.st_dev != before.st_dev || after.st_ino != before.st_ino)
         throw exit_error(exit_noperm, fmt::format("FIFO '{}' was replaced while we opened it; refusing it", path.native()));
-    // mkfifo() honours the umask; the mode we were asked for is the one we set.
-    if (created && ::fchmod(fd.get(), policy.create_mode) != 0)
-        throw_system_error(errno, "chmod FIFO '{}'", path.native());
     return fd;
 }
 
