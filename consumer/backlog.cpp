@@ -13,7 +13,7 @@ namespace coffee::consumer {
 namespace {
 
 // Appends the valid lines of the file at `path` to `orders`; false if absent.
-bool read_orders(const std::filesystem::path& path, std::deque<std::string>& orders, std::size_t& rejected) {
+bool read_orders(const std::filesystem::path& path, order_batch& orders, std::size_t& rejected) {
     unique_fd fd{retry_on_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC); })};
     if (!fd) {
         if (errno == ENOENT)
@@ -26,7 +26,7 @@ bool read_orders(const std::filesystem::path& path, std::deque<std::string>& ord
         if (line.check.problem != line_problem::none)
             ++rejected;
         else if (!line.check.text.empty())
-            orders.emplace_back(line.check.text);
+            orders.add(line.check.text);
     };
     while (true) {
         chunk.clear();
@@ -41,18 +41,18 @@ bool read_orders(const std::filesystem::path& path, std::deque<std::string>& ord
 
 }  // namespace
 
-std::deque<std::string> take_backlog(const std::filesystem::path& path, std::size_t& rejected) {
-    std::deque<std::string> orders;
+order_batch take_backlog(const std::filesystem::path& path, std::size_t& rejected) {
+    order_batch orders;
     if (read_orders(path, orders, rejected) && ::unlink(path.c_str()) != 0)
         throw_system_error(errno, "remove backlog '{}'", path.native());
     return orders;
 }
 
-void save_backlog(const std::filesystem::path& path, const std::deque<std::string>& orders) {
-    std::deque<std::string> all;
+void save_backlog(const std::filesystem::path& path, const order_batch& orders) {
+    order_batch all;
     std::size_t rejected = 0;
     read_orders(path, all, rejected);  // never overwrite orders saved earlier
-    all.insert(all.end(), orders.begin(), orders.end());
+    all.text += orders.text;
 
     const std::filesystem::path temporary = path.native() + ".tmp";
     unique_fd fd{retry_on_eintr([&] {
@@ -60,13 +60,8 @@ void save_backlog(const std::filesystem::path& path, const std::deque<std::strin
     })};
     if (!fd)
         throw_system_error(errno, "create backlog '{}'", temporary.native());
-    std::string text;
-    for (const std::string& order : all) {
-        text += order;
-        text += '\n';
-    }
     const std::string what = fmt::format("backlog '{}'", temporary.native());
-    write_all(fd.get(), text, what);
+    write_all(fd.get(), all.text, what);
     if (::fsync(fd.get()) != 0)
         throw_system_error(errno, "fsync {}", what);
     fd.reset();

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <charconv>
 #include <cstdlib>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -51,9 +52,6 @@ Exit codes:
 
 // Reading more than this at once buys nothing: it is 16 pipe pages.
 constexpr std::size_t read_chunk = 65536;
-// With no brew time, a barista takes this many orders at once, so that the
-// queue's lock is taken per batch, not per order.
-constexpr std::size_t instant_batch = 256;
 constexpr auto status_interval = std::chrono::seconds{1};
 
 class shop {
@@ -108,8 +106,8 @@ private:
     phase phase_ = phase::taking_orders;
     line_reader lines_;
     std::string chunk_;
-    std::deque<std::string> pending_;   // read, not yet in the queue
-    std::deque<std::string> leftover_;  // read after we stopped taking orders
+    order_batch pending_;   // read, not yet in the queue
+    order_batch leftover_;  // read after we stopped taking orders
     std::uint64_t rejected_ = 0;
     int exit_code_ = exit_ok;
     std::string last_status_;
@@ -125,7 +123,7 @@ int shop::run() {
     std::size_t backlog_rejected = 0;
     pending_ = take_backlog(backlog_, backlog_rejected);
     if (!pending_.empty() || backlog_rejected > 0)
-        spdlog::info("serving {} orders from the backlog '{}' first ({} unreadable lines dropped)", pending_.size(),
+        spdlog::info("serving {} orders from the backlog '{}' first ({} unreadable lines dropped)", pending_.count,
                      backlog_.native(), backlog_rejected);
 
     for (unsigned i = 0; i < opts_.baristas; ++i)
@@ -190,17 +188,21 @@ int shop::run() {
 }
 
 void shop::barista() {
-    const std::size_t batch_size = opts_.brew_time.count() == 0 ? instant_batch : 1;
-    std::vector<std::string> batch;
-    std::string served;
+    const bool brewing_takes_time = opts_.brew_time.count() > 0;
+    // One order at a time while brewing takes time; otherwise a whole batch
+    // as it was read, so that the queue's lock is taken per read, not per order.
+    const std::size_t batch_size = brewing_takes_time ? 1 : std::numeric_limits<std::size_t>::max();
+    order_batch batch;
     while (queue_.pop(batch, batch_size)) {
-        served.clear();
-        for (const std::string& order : batch) {
-            spdlog::info("Processing order: {}", order);
-            if (opts_.brew_time.count() > 0)
-                std::this_thread::sleep_for(opts_.brew_time);
-            served += order;
-            served += '\n';
+        if (brewing_takes_time || spdlog::should_log(spdlog::level::info)) {
+            std::string_view rest = batch.text;
+            while (!rest.empty()) {
+                const std::size_t lf = rest.find('\n');
+                spdlog::info("Processing order: {}", rest.substr(0, lf));
+                if (brewing_takes_time)
+                    std::this_thread::sleep_for(opts_.brew_time);
+                rest.remove_prefix(lf + 1);
+            }
         }
         try {
             // One write per batch (per order when brewing takes time): a
@@ -208,14 +210,14 @@ void shop::barista() {
             const std::lock_guard lock{output_mutex_};
             if (output_failed_)
                 throw std::system_error(EPIPE, std::system_category(), "stdout failed earlier");
-            write_all(STDOUT_FILENO, served, "stdout");
+            write_all(STDOUT_FILENO, batch.text, "stdout");
         } catch (const std::system_error& e) {
             if (!output_failed_.exchange(true))
                 spdlog::error("cannot write served orders: {}", e.what());
-            queue_.put_back(batch);  // not served: they go to the backlog
+            queue_.put_back(std::move(batch));  // not served: they go to the backlog
             break;
         }
-        served_ += batch.size();
+        served_ += batch.count;
         batch.clear();
     }
     queue_.barista_left();
@@ -262,13 +264,14 @@ void shop::take_line(const line_reader::line& line) {
             spdlog::info("received 'finish', ignoring it: not started with --until-finish");
         return;
     }
-    (phase_ == phase::taking_orders ? pending_ : leftover_).emplace_back(check.text);
+    (phase_ == phase::taking_orders ? pending_ : leftover_).add(check.text);
 }
 
 void shop::feed_queue() {
     if (phase_ == phase::stopping)
         return;
-    queue_.push_some(pending_);
+    if (!pending_.empty() && !queue_.full())
+        queue_.push(std::move(pending_));
     if (phase_ == phase::draining && pending_.empty())
         queue_.close(true);
 }
@@ -277,7 +280,7 @@ void shop::finish(std::string_view why) {
     if (phase_ != phase::taking_orders)
         return;
     phase_ = phase::draining;
-    spdlog::info("{}: taking no more orders; serving the {} accepted", why, queue_.size() + pending_.size());
+    spdlog::info("{}: taking no more orders; serving the {} accepted", why, queue_.size() + pending_.count);
     notify("STOPPING=1");
     salvage_partial_line();
 }
@@ -319,19 +322,15 @@ int shop::shut_down() {
     for (std::thread& barista : baristas_)
         barista.join();
     baristas_.clear();
-    std::deque<std::string> rest = queue_.take_rest();
-    rest.insert(rest.end(), std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.end()));
-    rest.insert(rest.end(), std::make_move_iterator(leftover_.begin()), std::make_move_iterator(leftover_.end()));
-    pending_.clear();
-    leftover_.clear();
+    order_batch rest = queue_.take_rest();
+    rest.append(std::move(pending_));
+    rest.append(std::move(leftover_));
     if (!rest.empty()) {
         try {
             save_backlog(backlog_, rest);
-            spdlog::info("saved {} orders not yet brewed to the backlog '{}'", rest.size(), backlog_.native());
+            spdlog::info("saved {} orders not yet brewed to the backlog '{}'", rest.count, backlog_.native());
         } catch (const std::system_error& e) {
-            spdlog::error("{}; these {} orders are lost:", e.what(), rest.size());
-            for (const std::string& order : rest)
-                spdlog::error("lost order: {}", order);
+            spdlog::error("{}; these {} orders are lost:\n{}", e.what(), rest.count, rest.text);
             exit_code_ = exit_io;
         }
     }
@@ -345,7 +344,7 @@ void shop::report_status(bool force) {
     if (!force && now - last_status_time_ < status_interval)
         return;
     std::string status = fmt::format("STATUS=served {}, waiting {}, rejected {}", served_.load(),
-                                     queue_.size() + pending_.size(), rejected_);
+                                     queue_.size() + pending_.count, rejected_);
     if (status != last_status_ || force) {
         notify(status);
         last_status_ = std::move(status);

@@ -4,53 +4,82 @@
 
 namespace coffee::consumer {
 
-std::size_t order_queue::push_some(std::deque<std::string>& pending) {
-    std::size_t moved = 0;
-    {
-        const std::lock_guard lock{mutex_};
-        while (!pending.empty() && orders_.size() < capacity_) {
-            orders_.push_back(std::move(pending.front()));
-            pending.pop_front();
-            ++moved;
-        }
-    }
-    if (moved > 1)
-        not_empty_.notify_all();
-    else if (moved == 1)
-        not_empty_.notify_one();
-    return moved;
+bool order_queue::full() const {
+    const std::lock_guard lock{mutex_};
+    return size_ >= capacity_;
 }
 
-bool order_queue::pop(std::vector<std::string>& out, std::size_t max) {
+void order_queue::push(order_batch&& batch) {
+    if (batch.empty())
+        return;
+    {
+        const std::lock_guard lock{mutex_};
+        size_ += batch.count;
+        batches_.push_back(std::move(batch));
+    }
+    batch.clear();
+    // One barista at a time: one who leaves orders behind wakes the next
+    // (in pop), so a batch that one barista takes whole wakes nobody else.
+    not_empty_.notify_one();
+}
+
+bool order_queue::pop(order_batch& out, std::size_t max) {
     bool was_full = false;
+    bool more = false;
     {
         std::unique_lock lock{mutex_};
-        not_empty_.wait(lock, [&] { return !orders_.empty() || closed_; });
-        if (closed_ && (!drain_ || orders_.empty()))
+        not_empty_.wait(lock, [&] { return size_ > 0 || closed_; });
+        if (closed_ && (!drain_ || size_ == 0))
             return false;
-        was_full = orders_.size() >= capacity_;
-        for (std::size_t i = 0; i < max && !orders_.empty(); ++i) {
-            out.push_back(std::move(orders_.front()));
-            orders_.pop_front();
+        was_full = size_ >= capacity_;
+        order_batch& front = batches_.front();
+        if (front_offset_ == 0 && front.count <= max) {
+            out = std::move(front);
+            batches_.pop_front();
+        } else {
+            // Take `max` orders off the front batch, where the last one taken ended.
+            std::size_t end = front_offset_;
+            for (std::size_t i = 0; i < max && i < front.count; ++i)
+                end = front.text.find('\n', end) + 1;
+            out.text.assign(front.text, front_offset_, end - front_offset_);
+            out.count = std::min(max, front.count);
+            front.count -= out.count;
+            front_offset_ = end;
+            if (front.count == 0) {
+                batches_.pop_front();
+                front_offset_ = 0;
+            }
         }
+        size_ -= out.count;
+        more = size_ > 0;
     }
+    if (more)
+        not_empty_.notify_one();
     if (was_full)
         wake_();
     return true;
 }
 
-void order_queue::put_back(std::vector<std::string>& orders) {
+void order_queue::trim_front() {
+    if (front_offset_ > 0) {
+        batches_.front().text.erase(0, front_offset_);
+        front_offset_ = 0;
+    }
+}
+
+void order_queue::put_back(order_batch&& batch) {
     const std::lock_guard lock{mutex_};
-    for (auto it = orders.rbegin(); it != orders.rend(); ++it)
-        orders_.push_front(std::move(*it));
-    orders.clear();
+    trim_front();
+    size_ += batch.count;
+    batches_.push_front(std::move(batch));
+    batch.clear();
 }
 
 void order_queue::close(bool drain) {
     {
         const std::lock_guard lock{mutex_};
         if (closed_ && !drain_)
-            return;  // a stop is never turned back into a drain
+            return;
         closed_ = true;
         drain_ = drain;
     }
@@ -70,14 +99,20 @@ std::size_t order_queue::baristas_left() const {
     return left_;
 }
 
-std::deque<std::string> order_queue::take_rest() {
+order_batch order_queue::take_rest() {
     const std::lock_guard lock{mutex_};
-    return std::exchange(orders_, {});
+    trim_front();
+    order_batch rest;
+    for (order_batch& batch : batches_)
+        rest.append(std::move(batch));
+    batches_.clear();
+    size_ = 0;
+    return rest;
 }
 
 std::size_t order_queue::size() const {
     const std::lock_guard lock{mutex_};
-    return orders_.size();
+    return size_;
 }
 
 }  // namespace coffee::consumer

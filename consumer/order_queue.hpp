@@ -5,9 +5,32 @@
 #include <functional>
 #include <mutex>
 #include <string>
-#include <vector>
+#include <string_view>
 
 namespace coffee::consumer {
+
+// Orders as they travel: each one followed by LF, so that a batch is read,
+// queued, written to stdout and saved to the backlog as it is.
+struct order_batch {
+    std::string text;
+    std::size_t count = 0;
+
+    void add(std::string_view order) {
+        text.append(order);
+        text += '\n';
+        ++count;
+    }
+    void append(order_batch&& other) {
+        text += other.text;
+        count += other.count;
+        other.clear();
+    }
+    void clear() noexcept {
+        text.clear();
+        count = 0;
+    }
+    [[nodiscard]] bool empty() const noexcept { return count == 0; }
+};
 
 // The bounded queue between the reader and the baristas. When it is full the
 // reader stops reading, the pipe fills, and producers block: backpressure.
@@ -17,35 +40,41 @@ class order_queue {
 public:
     order_queue(std::size_t capacity, std::function<void()> wake) : capacity_{capacity}, wake_{std::move(wake)} {}
 
-    // Moves orders from the front of `pending` while there is room. Returns
-    // how many moved.
-    std::size_t push_some(std::deque<std::string>& pending);
+    // True when the reader should not push: it holds `capacity` orders or
+    // more (a push may overshoot by one batch, so memory stays bounded).
+    [[nodiscard]] bool full() const;
+    void push(order_batch&& batch);
 
     // Blocks until there are orders or the queue is closed; moves up to `max`
-    // of them into `out`. Returns false when this barista should leave:
-    // closed with nothing left to drain, or closed for a stop.
-    bool pop(std::vector<std::string>& out, std::size_t max);
+    // orders into `out` (empty on entry). Returns false when this barista
+    // should leave: closed with nothing left to drain, or closed for a stop.
+    bool pop(order_batch& out, std::size_t max);
 
     // Puts orders back at the front (a barista could not write them out).
-    void put_back(std::vector<std::string>& orders);
+    void put_back(order_batch&& batch);
 
     // No more orders will come. drain: baristas take what is queued first;
     // otherwise they leave after the order in hand, and the rest stays.
+    // A stop is never turned back into a drain.
     void close(bool drain);
 
     // Called by each barista as it leaves.
     void barista_left();
     [[nodiscard]] std::size_t baristas_left() const;
 
-    // What nobody took; call after every barista has left.
-    [[nodiscard]] std::deque<std::string> take_rest();
+    // What nobody took, in order; call after every barista has left.
+    [[nodiscard]] order_batch take_rest();
 
     [[nodiscard]] std::size_t size() const;
 
 private:
+    void trim_front();  // drops the part of the front batch already taken
+
     mutable std::mutex mutex_;
     std::condition_variable not_empty_;
-    std::deque<std::string> orders_;
+    std::deque<order_batch> batches_;
+    std::size_t front_offset_ = 0;  // bytes of batches_.front() already taken
+    std::size_t size_ = 0;          // orders queued
     std::size_t capacity_;
     std::function<void()> wake_;
     bool closed_ = false;

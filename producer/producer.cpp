@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <charconv>
+#include <iterator>
 #include <string_view>
 
 namespace coffee::producer {
@@ -187,8 +189,13 @@ int run(const options& opts) {
         }
         if (use_stdin)
             source.read_stdin();
-        for (; generated < opts.count; ++generated)
-            sender.add(fmt::format("{} #{}", menu[generated % menu.size()], generated + 1));
+        std::string order;
+        for (; generated < opts.count; ++generated) {
+            order.assign(menu[generated % menu.size()]).append(" #");
+            char digits[24];
+            const auto end = std::to_chars(std::begin(digits), std::end(digits), generated + 1).ptr;
+            sender.add(order.append(digits, end));
+        }
         if (opts.finish)
             sender.add(finish_message, false);
         sender.flush();

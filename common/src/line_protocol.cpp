@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <cstdint>
+#include <cstring>
+
 namespace coffee {
 
 std::string_view describe(line_problem p) noexcept {
@@ -46,6 +49,26 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) noexcept {
     return 0;
 }
 
+// How many leading bytes of `s` are, 8 at a time, plain printable ASCII
+// (0x20..0x7E), the common case; the caller checks the rest byte by byte.
+// Bit tricks from "Bit Twiddling Hacks" (haszero/hasless): each test is exact
+// about whether some byte in the word matches, which is all we ask of it.
+std::size_t skip_plain_ascii(std::string_view s) noexcept {
+    constexpr std::uint64_t ones = 0x0101010101010101U;
+    constexpr std::uint64_t highs = 0x8080808080808080U;
+    std::size_t i = 0;
+    for (; i + 8 <= s.size(); i += 8) {
+        std::uint64_t word = 0;
+        std::memcpy(&word, s.data() + i, sizeof word);
+        const std::uint64_t below_space = (word - ones * 0x20U) & ~word & highs;
+        const std::uint64_t del = word ^ (ones * 0x7FU);
+        const std::uint64_t has_del = (del - ones) & ~del & highs;
+        if (((word & highs) | below_space | has_del) != 0)
+            break;
+    }
+    return i;
+}
+
 }  // namespace
 
 checked_line check_line(std::string_view raw) noexcept {
@@ -54,7 +77,8 @@ checked_line check_line(std::string_view raw) noexcept {
         text.remove_suffix(1);
     if (raw.size() > max_order_bytes)
         return {line_problem::too_long, {}, max_order_bytes};
-    for (std::size_t i = 0; i < text.size();) {
+    std::size_t i = skip_plain_ascii(text);
+    while (i < text.size()) {
         const auto c = static_cast<unsigned char>(text[i]);
         if (c < 0x80) {
             if (c == 0)

@@ -32,8 +32,9 @@ struct checked_line {
 // DEL, and U+0080..U+009F). Pure; `text` views into `raw`.
 [[nodiscard]] checked_line check_line(std::string_view raw) noexcept;
 
-// For logs: at most `max` bytes of `raw`, with control characters, invalid
-// bytes and backslashes escaped (\x00, \\), and "..." when cut.
+// For logs: about `max` bytes of `raw` (up to 3 more, so as not to cut a
+// UTF-8 character), with control characters, invalid bytes and backslashes
+// escaped (\x00, \\), and "..." when cut.
 [[nodiscard]] std::string printable(std::string_view raw, std::size_t max = 80);
 
 // Splits a byte stream into lines without ever holding more than
@@ -44,7 +45,7 @@ public:
     // One line as it comes off the stream.
     struct line {
         checked_line check;      // check_line() of the raw text, or too_long
-        std::string_view raw;    // the raw line without LF (cut for too_long)
+        std::string_view raw;    // the raw line without LF (empty for too_long)
         std::size_t bytes = 0;   // its full length including LF
     };
 
