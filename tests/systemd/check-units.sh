@@ -1,0 +1,66 @@
+#!/bin/sh
+# Host-side checks of the installed units and man pages, no systemd needed:
+#   check-units.sh BUILD_DIR OUT_DIR
+# 1. `cmake --install` into a DESTDIR with prefix /usr (as the .deb does);
+# 2. systemd-analyze verify on every unit (ExecStart= pointed into the staging
+#    tree, since nothing is installed on the host; the container test verifies
+#    the real installation);
+# 3. systemd-analyze security --offline: exposure of coffee-consumer.service <= 1.5;
+# 4. the man pages render without warnings and name every option --help lists.
+set -u
+build=${1:?usage: check-units.sh BUILD_DIR OUT_DIR} out=${2:?usage: check-units.sh BUILD_DIR OUT_DIR}
+max_exposure=1.5
+fails=0
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+command -v systemd-analyze >/dev/null 2>&1 || { echo "SKIP: systemd-analyze not found (apt-get install systemd)"; exit 77; }
+
+stage=$out/stage
+rm -rf "$stage" "$out/verify"
+mkdir -p "$out/verify"
+out=$(readlink -f "$out")
+DESTDIR=$stage cmake --install "$build" --prefix /usr >"$out/install.log" 2>&1 \
+    || { cat "$out/install.log"; echo "FAIL: cmake --install"; exit 1; }
+units=$stage/usr/lib/systemd/system
+for u in coffee-consumer.socket coffee-consumer.service coffee-producer.service coffee-producer.timer; do
+    [ -f "$units/$u" ] && pass "installed $u" || fail "not installed: /usr/lib/systemd/system/$u"
+done
+[ -f "$stage/usr/lib/sysusers.d/coffee-shop.conf" ] && pass "installed sysusers.d/coffee-shop.conf" || fail "no sysusers.d/coffee-shop.conf"
+grep -q '^ExecStart=/usr/bin/coffee-consumer ' "$units/coffee-consumer.service" \
+    && pass "ExecStart= names the installed /usr/bin/coffee-consumer" || fail "ExecStart= of coffee-consumer.service: $(grep ^ExecStart= "$units/coffee-consumer.service")"
+
+for f in "$units"/coffee-*; do
+    sed "s|^ExecStart=/usr/bin/|ExecStart=$stage/usr/bin/|" "$f" > "$out/verify/${f##*/}"
+done
+if systemd-analyze verify --man=no "$out"/verify/coffee-* >"$out/verify.log" 2>&1 && ! [ -s "$out/verify.log" ]; then
+    pass "systemd-analyze verify: no complaints about any unit"
+else
+    cat "$out/verify.log"; fail "systemd-analyze verify"
+fi
+
+systemd-analyze security --offline=true --no-pager "$units/coffee-consumer.service" >"$out/security.txt" 2>&1
+score=$(sed -n 's/.*Overall exposure level for coffee-consumer.service: \([0-9.]*\).*/\1/p' "$out/security.txt")
+echo "offline exposure of coffee-consumer.service: ${score:-?} (limit $max_exposure)"
+echo "${score:-}" > "$out/offline-exposure.txt"
+if [ -n "$score" ] && awk -v s="$score" -v m="$max_exposure" 'BEGIN { exit !(s <= m) }'; then
+    pass "exposure $score <= $max_exposure"
+else
+    grep -E '^✗' "$out/security.txt"; fail "exposure '$score' > $max_exposure"
+fi
+systemd-analyze security --offline=true --no-pager "$units/coffee-producer.service" 2>&1 | sed -n 's/^→ //p'
+
+for prog in consumer producer; do
+    page=$stage/usr/share/man/man1/coffee-$prog.1
+    if [ -f "$page" ] && warn=$(groff -man -ww -z "$page" 2>&1) && [ -z "$warn" ]; then
+        pass "coffee-$prog.1 renders without warnings"
+    else
+        fail "coffee-$prog.1: missing or groff warnings: $warn"
+    fi
+    missing=""
+    for opt in $("$stage/usr/bin/coffee-$prog" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
+        sed 's/\\-/-/g' "$page" | grep -q -- "$opt" || missing="$missing $opt"
+    done
+    [ -z "$missing" ] && pass "coffee-$prog.1 documents every option of --help" || fail "coffee-$prog.1 lacks:$missing"
+done
+echo "$fails failed"
+[ $fails = 0 ]
