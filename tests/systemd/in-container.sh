@@ -204,6 +204,41 @@ check "exposure in the running system <= 1.5" awk -v s="${online:-99}" 'BEGIN { 
 check "same as the offline check" test -n "$online" -a "$online" = "$offline"
 echo "producer: $(systemd-analyze security --no-pager coffee-producer.service 2>&1 | sed -n 's/^→ //p')"
 
+section "8. restarts: a crash restarts the shop, a usage error does not; closing the shop"
+systemctl reset-failed $svc
+pid=$(main_pid)
+restarts=$(systemctl show -p NRestarts --value $svc)
+kill -KILL "$pid"
+restarted() { _p=$(main_pid); [ "$_p" != 0 ] && [ "$_p" != "$pid" ] && is_active $svc; }
+check "SIGKILL: Restart=on-failure brings the shop back (RestartSec=2s)" wait_until 10 restarted
+check "NRestarts went up by one" test "$(systemctl show -p NRestarts --value $svc)" = $((restarts + 1))
+echo after-crash | as_user alice coffee-producer
+check "orders are served after the crash" wait_until 5 served_at_least after-crash 1
+
+consumer_args "--baristas 1 --no-such-option"
+systemctl restart $svc 2>/dev/null
+failed_64() { [ "$(systemctl show -p ExecMainStatus --value $svc)" = 64 ] && ! is_active $svc; }
+check "a usage error exits 64" wait_until 5 failed_64
+restarts=$(systemctl show -p NRestarts --value $svc)
+sleep 2.5
+check "... and is not restarted (RestartPreventExitStatus=64)" test "$(systemctl show -p NRestarts --value $svc)" = "$restarts" -a "$(systemctl is-active $svc)" != active
+check "the socket stays up meanwhile" is_active $sock
+consumer_args "--baristas 2 --brew-time 0"
+systemctl reset-failed $svc
+echo after-usage-error | as_user alice coffee-producer
+check "fixed config: the next order starts the shop again" wait_until 10 served_at_least after-usage-error 1
+
+check "closing the shop: stop socket and service" systemctl stop $sock $svc
+check "RemoveOnStop=yes: the FIFO is gone" test ! -e $fifo
+t=$(date +%s.%N)
+as_user alice coffee-producer --wait 1s late-order 2>/dev/null </dev/null; rc=$?
+check "a producer waits --wait 1s, then exits 69 (got $rc after $(elapsed "$t")s)" test $rc = 69
+check "... and created nothing in its place" test ! -e $fifo
+check "the socket starts again (FIFO re-created)" systemctl start $sock
+check "FIFO back as 0620 root:coffee" test "$(stat -c '%a %U %G %F' $fifo)" = "620 root coffee fifo"
+echo reopened | as_user alice coffee-producer
+check "orders flow again" wait_until 10 served_at_least reopened 1
+
 section "end state"
 no_watchdog() { ! journal $svc | grep -qi 'watchdog timeout'; }
 check "watchdog (2 s) never fired during the suite" no_watchdog
