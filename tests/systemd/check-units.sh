@@ -51,10 +51,13 @@ systemd-analyze security --offline=true --no-pager "$units/coffee-producer.servi
 
 for prog in consumer producer; do
     page=$stage/usr/share/man/man1/coffee-$prog.1
-    if [ -f "$page" ] && warn=$(groff -man -ww -z "$page" 2>&1) && [ -z "$warn" ]; then
+    [ -f "$page" ] || { fail "coffee-$prog.1 not installed"; continue; }
+    if ! command -v groff >/dev/null 2>&1; then
+        echo "NOTE: no groff here (groff-base): coffee-$prog.1 not rendered"
+    elif warn=$(groff -man -ww -z "$page" 2>&1) && [ -z "$warn" ]; then
         pass "coffee-$prog.1 renders without warnings"
     else
-        fail "coffee-$prog.1: missing or groff warnings: $warn"
+        fail "coffee-$prog.1: groff warnings: $warn"
     fi
     missing=""
     for opt in $("$stage/usr/bin/coffee-$prog" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u); do

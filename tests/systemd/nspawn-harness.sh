@@ -115,7 +115,7 @@ inner() {
     local pid1="" p n
     for n in $(seq 1 300); do
         kill -0 $nspawn 2>/dev/null || break
-        for p in $(ps -o pid= --ppid $nspawn 2>/dev/null); do
+        for p in $(child_pids $nspawn); do
             case "$(readlink /proc/$p/exe 2>/dev/null)" in */systemd) pid1=$p ;; esac
         done
         [ -n "$pid1" ] && break
@@ -173,6 +173,18 @@ inner() {
 }
 
 ct() { timeout -k 5 30 nsenter -t "$PID1" -a "$@"; }
+
+child_pids() {  # PID: its children. Field 4 of /proc/N/stat is the parent; the
+    # command name (field 2) may contain blanks, so split after its last ')'.
+    local f stat
+    for f in /proc/[0-9]*/stat; do
+        stat=$(cat "$f" 2>/dev/null) || continue
+        stat=${stat##*) }
+        stat=${stat#* }
+        [ "${stat%% *}" = "$1" ] && { f=${f#/proc/}; echo "${f%/stat}"; }
+    done
+    return 0
+}
 
 collect() {
     local out=/run/coffee-nspawn/out
@@ -234,8 +246,8 @@ done
 
 # Preflight: whatever is missing here means "this machine cannot do it".
 [ "$(id -u)" = 0 ] || skip "must run as root to boot systemd in a container"
-for c in systemd-nspawn unshare nsenter setpriv timeout mount ps awk; do
-    command -v $c >/dev/null 2>&1 || skip "'$c' not found (apt-get install systemd-container util-linux procps)"
+for c in systemd-nspawn unshare nsenter setpriv timeout mount awk; do
+    command -v $c >/dev/null 2>&1 || skip "'$c' not found (apt-get install systemd-container util-linux)"
 done
 [ -x /lib/systemd/systemd ] || [ -x /usr/lib/systemd/systemd ] || skip "systemd is not installed"
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null
@@ -278,7 +290,7 @@ cg_cleanup() {
     for i in $(seq 1 10); do
         left=$(cg_pids)
         [ -z "$left" ] && break
-        [ $i = 1 ] && log "killing what is left in our cgroup: $(ps -o pid=,comm= -p "$(echo $left | tr ' ' ,)" 2>/dev/null | tr -s ' \n' ' ')"
+        [ $i = 1 ] && log "killing what is left in our cgroup: $(for p in $left; do printf '%s(%s) ' $p "$(cat /proc/$p/comm 2>/dev/null)"; done)"
         [ -n "$CG2" ] && [ -e "$CG2/cgroup.kill" ] && echo 1 > "$CG2/cgroup.kill" 2>/dev/null
         kill -KILL $left 2>/dev/null
         sleep 0.2
