@@ -3,14 +3,15 @@
 #   build-deb.sh BUILD_DIR OUT_DIR      -> OUT_DIR/coffee-shop_*.deb
 set -u
 build=${1:?usage: build-deb.sh BUILD_DIR OUT_DIR} out=${2:?usage: build-deb.sh BUILD_DIR OUT_DIR}
-for c in cpack dpkg-deb dpkg-shlibdeps; do
+cpack=${CPACK:-cpack}
+for c in "$cpack" dpkg-deb dpkg-shlibdeps; do
     command -v $c >/dev/null 2>&1 || { echo "SKIP: $c not found (apt-get install cmake dpkg-dev)"; exit 77; }
 done
 rm -rf "$out"
 mkdir -p "$out"
 out=$(readlink -f "$out")
 t0=$(date +%s.%N)
-if ! (cd "$build" && cpack -G DEB -B "$out") >"$out/cpack.log" 2>&1; then
+if ! (cd "$build" && "$cpack" -G DEB -B "$out") >"$out/cpack.log" 2>&1; then
     cat "$out/cpack.log"; echo "FAIL: cpack -G DEB"; exit 1
 fi
 deb=$(ls "$out"/coffee-shop_*.deb 2>/dev/null | head -n 1)

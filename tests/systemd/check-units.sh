@@ -19,7 +19,7 @@ stage=$out/stage
 rm -rf "$stage" "$out/verify"
 mkdir -p "$out/verify"
 out=$(readlink -f "$out")
-DESTDIR=$stage cmake --install "$build" --prefix /usr >"$out/install.log" 2>&1 \
+DESTDIR=$stage "${CMAKE:-cmake}" --install "$build" --prefix /usr >"$out/install.log" 2>&1 \
     || { cat "$out/install.log"; echo "FAIL: cmake --install"; exit 1; }
 units=$stage/usr/lib/systemd/system
 for u in coffee-consumer.socket coffee-consumer.service coffee-producer.service coffee-producer.timer; do
