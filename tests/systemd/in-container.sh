@@ -1,5 +1,5 @@
 #!/bin/sh
-# The coffee shop under a real systemd: tests 1-7 of the systemd issue, run by
+# The coffee shop under a real systemd: tests 1-7 of the systemd issue (and 8: restarts), run by
 # nspawn-harness.sh INSIDE the throw-away container (as root, cwd /coffee/out):
 #   in-container.sh DEB SRC_DIR
 # DEB is the package built by build-deb.sh; SRC_DIR the source tree (for the
