@@ -117,12 +117,16 @@ int run_demo(const demo_options& opts, const unique_fd& signals) {
                                       "--brew-time", format_duration(opts.brew_time), "--timeout", format_duration(opts.timeout)};
         if (opts.baristas)
             argv.insert(argv.end(), {"--baristas", std::to_string(*opts.baristas)});
+        if (!opts.child_log_level.empty())
+            argv.insert(argv.end(), {"--log-level", opts.child_log_level});
         members.push_back({"consumer", child_process::spawn({.argv = argv, .fds = {{STDOUT_FILENO, served.write.get()}}})});
         served.write.reset();
         for (unsigned p = 1; p <= opts.producers; ++p) {
             std::vector<std::string> orders = orders_for(opts, p);
             orders_sent += orders.size();
             argv = {producer_program, "--fifo", fifo.native()};
+            if (!opts.child_log_level.empty())
+                argv.insert(argv.end(), {"--log-level", opts.child_log_level});
             argv.insert(argv.end(), std::make_move_iterator(orders.begin()), std::make_move_iterator(orders.end()));
             members.push_back({fmt::format("producer {}", p), child_process::spawn({.argv = argv})});
         }

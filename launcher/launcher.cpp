@@ -4,6 +4,8 @@
 #include <coffee/posix.hpp>
 #include <coffee/signals.hpp>
 
+#include <spdlog/common.h>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -176,6 +178,10 @@ void parse_demo(options& opts, int argc, char* argv[]) {
     if (result.count("consumer") > 0)
         d.consumer_program = result["consumer"].as<std::string>();
     d.stop_timeout = duration_option(result, "stop-timeout", d.stop_timeout);
+    if (result.count("log-level") + result.count("quiet") + result.count("verbose") > 0) {
+        const auto name = spdlog::level::to_string_view(opts.common.log_level);
+        d.child_log_level.assign(name.data(), name.size());
+    }
 }
 
 void parse_pipe(options& opts, int argc, char* argv[]) {

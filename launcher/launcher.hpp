@@ -25,6 +25,7 @@ struct demo_options {
     std::string producer_program;      // empty: coffee-producer next to us, else $PATH
     std::string consumer_program;      // empty: coffee-consumer next to us, else $PATH
     duration stop_timeout = std::chrono::seconds{5};
+    std::string child_log_level;       // passed on as --log-level when -q/-v/--log-level was given
 };
 
 // `coffee-launcher pipe`: any command with its stdin and stdout on pipes.

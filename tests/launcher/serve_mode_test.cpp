@@ -160,7 +160,8 @@ TEST_CASE("kill -9 of the consumer while producers write 20,000 orders: restarte
     CHECK(twice == 0);
     // Per producer, what is missing must be one run of consecutive orders:
     // those the killed consumer had read and not brewed. Everything after
-    // them, still in the pipe, was served after the restart.
+    // them, still in the pipe, was served after the restart. Only the 8
+    // baristas' orders in hand may finish out of order, leaving holes.
     std::size_t lost = 0;
     for (int p = 0; p < producers; ++p) {
         std::vector<int> missing;
@@ -169,7 +170,7 @@ TEST_CASE("kill -9 of the consumer while producers write 20,000 orders: restarte
                 missing.push_back(i);
         }
         if (!missing.empty())
-            CHECK_MESSAGE(missing.back() - missing.front() + 1 == static_cast<int>(missing.size()), "producer ", p, ": gaps");
+            CHECK_MESSAGE(missing.back() - missing.front() + 1 - static_cast<int>(missing.size()) < 8, "producer ", p, ": gaps");
         lost += missing.size();
     }
     // kill -9 may land inside a write() of a served batch: one torn line.
