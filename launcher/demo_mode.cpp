@@ -246,9 +246,10 @@ int run_demo(const demo_options& opts, const unique_fd& signals) {
     std::fprintf(stderr, "coffee-launcher: %llu of %llu orders served\n", static_cast<unsigned long long>(served_orders),
                  static_cast<unsigned long long>(orders_sent));
     if (served_orders < orders_sent && stop_signal == 0)
-        spdlog::warn("{} orders were not served (the consumer's --timeout {} came first?); they were in its backlog, "
-                     "removed with the demo's directory",
-                     orders_sent - served_orders, format_duration(opts.timeout));
+        spdlog::warn("{} order{} not served (the consumer's --timeout {} came first?): saved to its backlog, "
+                     "which goes with the demo's directory",
+                     orders_sent - served_orders, orders_sent - served_orders == 1 ? " was" : "s were",
+                     format_duration(opts.timeout));
     if (stop_signal != 0)
         return 128 + stop_signal;
     return all_ok ? exit_ok : exit_failure;

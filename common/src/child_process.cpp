@@ -18,8 +18,6 @@
 #include <stdexcept>
 #include <string_view>
 
-extern char** environ;  // NOLINT: POSIX declares it nowhere in a header we may include
-
 namespace coffee {
 
 namespace {

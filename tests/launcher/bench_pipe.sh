@@ -40,7 +40,7 @@ file_s=$(best_of "'$launcher' pipe --input-file '$file' -- cat > /dev/null")
 stdin_s=$(best_of "'$launcher' pipe -- cat < '$file' > /dev/null")
 
 rate() { echo "scale=0; $mib / $1" | bc -l; }
-ratio() { echo "scale=2; $shell_s / $1" | bc -l; }
+ratio() { printf '%.2f' "$(echo "$shell_s / $1" | bc -l)"; }
 echo "moved $mib MiB, best of $runs runs"
 printf '  %-60s %6s MiB/s\n' "cat file | cat | cat > /dev/null" "$(rate "$shell_s")"
 printf '  %-60s %6s MiB/s  ratio %s\n' "coffee-launcher pipe --input-file file -- cat > /dev/null" "$(rate "$file_s")" "$(ratio "$file_s")"
