@@ -50,8 +50,13 @@ Exit codes:
   78  the path is not a FIFO
 )";
 
-// Reading more than this at once buys nothing: it is 16 pipe pages.
-constexpr std::size_t read_chunk = 65536;
+// How much to read at once. With instant brewing, reads as big as the
+// default pipe (16 pages) keep up with any producer. When brewing takes
+// time, reading ahead buys nothing, and an order still in the pipe survives
+// a crash of the consumer (the pipe is held by systemd or the supervisor)
+// while one in our memory does not: so read one PIPE_BUF at a time.
+constexpr std::size_t instant_read_chunk = 65536;
+constexpr std::size_t brewing_read_chunk = max_line_bytes;
 constexpr auto status_interval = std::chrono::seconds{1};
 
 class shop {
@@ -59,7 +64,8 @@ public:
     shop(const options& opts, unique_fd fifo, std::string fifo_name, std::filesystem::path backlog, unique_fd signals)
         : opts_{opts}, fifo_{std::move(fifo)}, fifo_name_{std::move(fifo_name)}, backlog_{std::move(backlog)},
           signals_{std::move(signals)}, wake_{::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)},
-          queue_{opts.queue_size, [this] { wake(); }} {
+          queue_{opts.queue_size, [this] { wake(); }},
+          read_chunk_{opts.brew_time.count() == 0 ? instant_read_chunk : brewing_read_chunk} {
         if (!wake_)
             throw_system_error(errno, "eventfd");
     }
@@ -100,6 +106,7 @@ private:
     unique_fd signals_;
     unique_fd wake_;
     order_queue queue_;
+    std::size_t read_chunk_;
     std::vector<std::thread> baristas_;
 
     // Reader-thread state.
@@ -237,7 +244,7 @@ void shop::handle_signals() {
 
 void shop::read_orders() {
     chunk_.clear();
-    const long n = read_some(fifo_.get(), chunk_, read_chunk, fmt::format("FIFO '{}'", fifo_name_));
+    const long n = read_some(fifo_.get(), chunk_, read_chunk_, fmt::format("FIFO '{}'", fifo_name_));
     if (n < 0)
         return;  // EAGAIN: someone else was quicker, or a spurious wake-up
     if (n == 0) {
@@ -249,6 +256,11 @@ void shop::read_orders() {
 
 void shop::take_line(const line_reader::line& line) {
     const checked_line& check = line.check;
+    if (check.problem == line_problem::too_long) {
+        ++rejected_;  // its bytes are gone: the reader never holds more than one line's worth
+        spdlog::warn("malformed line ({} bytes) {}, ignoring", line.bytes, describe(check.problem));
+        return;
+    }
     if (check.problem != line_problem::none) {
         ++rejected_;
         spdlog::warn("malformed line ({} bytes) {} at byte {}: '{}', ignoring", line.bytes, describe(check.problem),
@@ -399,7 +411,8 @@ options parse_command_line(int argc, char* argv[]) {
         ("until-finish", "close the shop after the line 'finish', once the accepted orders are served")
         ("backlog", "where unbrewed orders wait across a stop (default: $STATE_DIRECTORY/backlog, else FIFO.backlog)",
          cxxopts::value<std::string>(), "PATH")
-        ("queue-size", "orders read ahead of the baristas (default 1024)", cxxopts::value<std::size_t>(), "N")
+        ("queue-size", "orders read ahead of the baristas (default: 1024 with --brew-time 0, else 2 per barista)",
+         cxxopts::value<std::size_t>(), "N")
         ("fifo-mode", "mode of a FIFO the shop creates (default 0600)", cxxopts::value<std::string>(), "MODE")
         ("allow-world-writable", "accept an existing FIFO that everyone may write to");
     add_common_options(spec);
@@ -425,6 +438,9 @@ options parse_command_line(int argc, char* argv[]) {
     if (result.count("timeout") > 0)
         opts.timeout = parse_duration(result["timeout"].as<std::string>());
     opts.until_finish = result.count("until-finish") > 0;
+    // Orders read ahead are lost if the consumer is killed; the pipe keeps
+    // the others. Read ahead only as far as keeps the baristas busy.
+    opts.queue_size = opts.brew_time.count() == 0 ? 1024 : 2 * std::size_t{opts.baristas};
     if (result.count("queue-size") > 0)
         opts.queue_size = result["queue-size"].as<std::size_t>();
     if (opts.queue_size < 1 || opts.queue_size > 65536)

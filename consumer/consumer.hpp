@@ -17,7 +17,7 @@ struct options {
     duration brew_time = std::chrono::seconds{4};
     duration timeout{0};            // 0: no deadline
     bool until_finish = false;
-    std::size_t queue_size = 1024;
+    std::size_t queue_size = 1024;  // parse_command_line: 1024 if brewing is instant, else 2 per barista
     mode_t fifo_mode = 0600;
     bool allow_world_writable = false;
 };
