@@ -379,6 +379,31 @@ TEST_CASE("'finish' is ignored by a consumer not started with --until-finish") {
     CHECK(consumer.wait() == 0);
 }
 
+TEST_CASE("stdout closed under the consumer: exit 74, the unserved order waits in the backlog") {
+    shop_dir shop;
+    const auto out = shop.dir / "out";
+    REQUIRE(::mkfifo(out.c_str(), 0600) == 0);
+    int reader = ::open(out.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    REQUIRE(reader >= 0);
+    process consumer{{consumer_bin, "--fifo", shop.fifo.native(), "--brew-time", "0"},
+                     {.stdout_file = out, .stderr_file = shop.err("consumer")}};
+    REQUIRE(coffee::test::eventually([&] { return std::filesystem::exists(shop.fifo); }));
+    CHECK(shop.producer("p1", {"--wait", "5s", "First"}) == 0);
+    std::string first;
+    REQUIRE(coffee::test::eventually([&] {
+        char buffer[64];
+        const ssize_t n = ::read(reader, buffer, sizeof buffer);
+        if (n > 0)
+            first.append(buffer, static_cast<std::size_t>(n));
+        return first == "First\n";
+    }));
+    ::close(reader);  // like `coffee-consumer | head -1`
+    CHECK(shop.producer("p2", {"Second"}) == 0);
+    CHECK(consumer.wait() == 74);
+    CHECK(coffee::test::file_contains(shop.err("consumer"), "cannot write served orders"));
+    CHECK(coffee::test::read_file(shop.backlog) == "Second\n");
+}
+
 TEST_CASE("--help, --version and usage errors") {
     shop_dir shop;
     for (const std::string& bin : {producer_bin, consumer_bin}) {

@@ -27,9 +27,9 @@ private:
 };
 
 struct spawn_options {
-    std::filesystem::path stdin_file;   // empty: /dev/null
-    std::filesystem::path stdout_file;  // empty: /dev/null
-    std::filesystem::path stderr_file;  // empty: /dev/null
+    std::filesystem::path stdin_file{};   // empty: /dev/null
+    std::filesystem::path stdout_file{};  // empty: /dev/null
+    std::filesystem::path stderr_file{};  // empty: /dev/null
     std::map<std::string, std::string> env{};  // added to (or replacing in) our environment
     std::vector<std::string> unset_env{};
 };
