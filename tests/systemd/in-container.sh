@@ -181,7 +181,7 @@ check "coffee-producer.service succeeded (DynamicUser + SupplementaryGroups=coff
 journal coffee-producer.service | tail -n 3
 
 line=""
-for readme in "$src/README.md" "$src/systemd/README-section.md"; do
+for readme in "$src/README.md"; do
     [ -f "$readme" ] || continue
     line=$(grep -E '^([0-9*/,-]+[[:space:]]+){5}/usr/bin/coffee-producer' "$readme" | head -n 1)
     [ -n "$line" ] && break
