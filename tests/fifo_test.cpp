@@ -2,6 +2,8 @@
 #include <coffee/fifo.hpp>
 #include <coffee/posix.hpp>
 
+#include "support/scratch.hpp"
+
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -29,28 +31,10 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 
+using coffee::test::env_guard;
+using coffee::test::temp_dir;
+
 namespace {
-
-// A fresh directory under /tmp, removed with everything in it.
-class temp_dir {
-public:
-    temp_dir() {
-        std::string templ = "/tmp/coffee-fifo-test-XXXXXX";
-        REQUIRE(::mkdtemp(templ.data()) != nullptr);
-        path_ = templ;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    [[nodiscard]] fs::path operator/(const char* name) const { return path_ / name; }
-    [[nodiscard]] const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
 
 class umask_guard {
 public:
@@ -61,28 +45,6 @@ public:
 
 private:
     mode_t saved_;
-};
-
-class env_guard {
-public:
-    env_guard(const char* name, std::optional<std::string> value) : name_{name} {
-        if (const char* old = std::getenv(name))
-            saved_ = old;
-        set(value);
-    }
-    ~env_guard() { set(saved_); }
-    env_guard(const env_guard&) = delete;
-    env_guard& operator=(const env_guard&) = delete;
-
-private:
-    void set(const std::optional<std::string>& value) {
-        if (value)
-            ::setenv(name_, value->c_str(), 1);
-        else
-            ::unsetenv(name_);
-    }
-    const char* name_;
-    std::optional<std::string> saved_;
 };
 
 // The exit_error `f` throws: its code and message. Fails the test if it

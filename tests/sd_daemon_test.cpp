@@ -1,5 +1,7 @@
 #include <coffee/sd_daemon.hpp>
 
+#include "support/scratch.hpp"
+
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -21,50 +23,10 @@
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
+using coffee::test::env_guard;
+using coffee::test::temp_dir;
+
 namespace {
-
-// Sets (or unsets, with nullopt) an environment variable for one scope.
-class env_guard {
-public:
-    env_guard(const char* name, std::optional<std::string> value) : name_{name} {
-        if (const char* old = std::getenv(name))
-            saved_ = old;
-        set(value);
-    }
-    ~env_guard() { set(saved_); }
-    env_guard(const env_guard&) = delete;
-    env_guard& operator=(const env_guard&) = delete;
-
-private:
-    void set(const std::optional<std::string>& value) {
-        if (value)
-            ::setenv(name_, value->c_str(), 1);
-        else
-            ::unsetenv(name_);
-    }
-    const char* name_;
-    std::optional<std::string> saved_;
-};
-
-// A fresh private directory under /tmp, removed with everything in it.
-class temp_dir {
-public:
-    temp_dir() {
-        std::string templ = "/tmp/coffee-sd-test-XXXXXX";
-        REQUIRE(::mkdtemp(templ.data()) != nullptr);
-        path_ = templ;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    [[nodiscard]] const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
 
 // A bound datagram socket, the systemd side of sd_notify(3).
 // `name` starting with '@' is bound in the abstract namespace.

@@ -191,17 +191,4 @@ bool is_alive(pid_t pid) {
     return close_paren != std::string::npos && close_paren + 2 < text.size() && text[close_paren + 2] != 'Z';
 }
 
-temp_dir::temp_dir() {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string templ = std::string{tmp != nullptr && *tmp != '\0' ? tmp : "/tmp"} + "/coffee-launcher-test.XXXXXX";
-    if (::mkdtemp(templ.data()) == nullptr)
-        throw_system_error(errno, "mkdtemp '{}'", templ);
-    path_ = templ;
-}
-
-temp_dir::~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-}
-
 }  // namespace coffee::test

@@ -4,6 +4,8 @@
 #include <coffee/child_process.hpp>
 #include <coffee/unique_fd.hpp>
 
+#include "support/scratch.hpp"
+
 #include <sys/types.h>
 
 #include <chrono>
@@ -62,18 +64,5 @@ bool read_lines_until(int fd, std::vector<std::string>& lines, std::string& part
 [[nodiscard]] std::vector<pid_t> children_of(pid_t parent);
 // True while `pid` exists and is not a zombie.
 [[nodiscard]] bool is_alive(pid_t pid);
-
-// A mkdtemp() directory, removed with its contents at the end of scope.
-class temp_dir {
-public:
-    temp_dir();
-    ~temp_dir();
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-
-private:
-    std::filesystem::path path_;
-};
 
 }  // namespace coffee::test

@@ -20,18 +20,6 @@ extern char** environ;
 
 namespace coffee::test {
 
-temp_dir::temp_dir() {
-    std::string pattern = "/tmp/coffee-test-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr)
-        throw std::system_error(errno, std::system_category(), "mkdtemp");
-    path_ = pattern;
-}
-
-temp_dir::~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-}
-
 namespace {
 
 int decode(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }

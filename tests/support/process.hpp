@@ -1,6 +1,8 @@
 #pragma once
 // Test support: start the built programs as real child processes, with
 // their stdio in files or pipes, and wait for them with a deadline.
+#include "scratch.hpp"
+
 #include <sys/types.h>
 
 #include <chrono>
@@ -11,20 +13,6 @@
 #include <vector>
 
 namespace coffee::test {
-
-// A fresh directory under /tmp, removed (recursively) on destruction.
-class temp_dir {
-public:
-    temp_dir();
-    ~temp_dir();
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-    [[nodiscard]] std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
-private:
-    std::filesystem::path path_;
-};
 
 struct spawn_options {
     std::filesystem::path stdin_file{};   // empty: /dev/null

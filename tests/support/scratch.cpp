@@ -1,0 +1,37 @@
+#include "scratch.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <system_error>
+
+namespace coffee::test {
+
+temp_dir::temp_dir() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string{tmp != nullptr && *tmp != '\0' ? tmp : "/tmp"} + "/coffee-test-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr)
+        throw std::system_error(errno, std::system_category(), "mkdtemp " + pattern);
+    path_ = pattern;
+}
+
+temp_dir::~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+}
+
+env_guard::env_guard(const char* name, std::optional<std::string> value) : name_{name} {
+    if (const char* old = std::getenv(name))
+        saved_ = old;
+    set(value);
+}
+
+env_guard::~env_guard() { set(saved_); }
+
+void env_guard::set(const std::optional<std::string>& value) const {
+    if (value)
+        ::setenv(name_, value->c_str(), 1);
+    else
+        ::unsetenv(name_);
+}
+
+}  // namespace coffee::test
