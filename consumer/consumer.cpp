@@ -422,13 +422,8 @@ options parse_command_line(int argc, char* argv[]) {
         throw usage_error(fmt::format("unexpected argument '{}'", result.unmatched().front()));
     options opts;
     opts.common = read_common_options(result, spec, exit_codes_help);
-    if (result.count("fifo") > 0) {
-        opts.fifo = result["fifo"].as<std::string>();
-        if (opts.fifo.empty())
-            throw usage_error("--fifo: the path is empty");
-    }
-    if (result.count("backlog") > 0)
-        opts.backlog = result["backlog"].as<std::string>();
+    opts.fifo = read_path_option(result, "fifo");
+    opts.backlog = read_path_option(result, "backlog");
     if (result.count("baristas") > 0)
         opts.baristas = result["baristas"].as<unsigned>();
     if (opts.baristas < 1 || opts.baristas > 256)

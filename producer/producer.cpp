@@ -151,11 +151,7 @@ options parse_command_line(int argc, char* argv[]) {
     const auto result = parse_or_usage(spec, argc, argv);
     options opts;
     opts.common = read_common_options(result, spec, exit_codes_help);
-    if (result.count("fifo") > 0) {
-        opts.fifo = result["fifo"].as<std::string>();
-        if (opts.fifo.empty())
-            throw usage_error("--fifo: the path is empty");
-    }
+    opts.fifo = read_path_option(result, "fifo");
     if (result.count("wait") > 0)
         opts.wait = parse_duration(result["wait"].as<std::string>());
     opts.finish = result.count("finish") > 0;

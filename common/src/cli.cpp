@@ -50,6 +50,15 @@ common_options read_common_options(const cxxopts::ParseResult& result, const cxx
     return common;
 }
 
+std::filesystem::path read_path_option(const cxxopts::ParseResult& result, const std::string& name) {
+    if (result.count(name) == 0)
+        return {};
+    std::filesystem::path path = result[name].as<std::string>();
+    if (path.empty())
+        throw usage_error(fmt::format("--{}: the path is empty", name));
+    return path;
+}
+
 namespace detail {
 
 void prepare_std_fds() { ensure_std_fds_open(); }

@@ -3,6 +3,7 @@
 
 #include <cxxopts.hpp>
 
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -30,6 +31,10 @@ struct common_options {
 // Reads the options add_common_options() added. Throws usage_error.
 [[nodiscard]] common_options read_common_options(const cxxopts::ParseResult& result, const cxxopts::Options& options,
                                                  std::string_view exit_codes_help);
+
+// The value of a path option such as --fifo: empty when it was not given.
+// Throws usage_error when it was given empty.
+[[nodiscard]] std::filesystem::path read_path_option(const cxxopts::ParseResult& result, const std::string& name);
 
 // The whole of a program's main(): makes fds 0-2 valid, parses (usage_error
 // -> "program: message (see --help)" and exit 64), prints --help/--version,
