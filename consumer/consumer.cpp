@@ -145,7 +145,14 @@ int shop::run() {
                  opts_.timeout.count() > 0 ? fmt::format(", closing after {}", format_duration(opts_.timeout)) : "");
     notify("READY=1");
 
-    while (queue_.baristas_left() < opts_.baristas) {
+    for (;;) {
+        // Before the exit test: the last barista may have left because stdout failed.
+        if (output_failed_ && phase_ != phase::stopping) {
+            exit_code_ = exit_io;
+            stop("stdout failed");
+        }
+        if (queue_.baristas_left() == opts_.baristas)
+            break;
         feed_queue();
         const auto now = clock::now();
         if (phase_ != phase::stopping && now >= deadline)
@@ -176,10 +183,6 @@ int shop::run() {
         if ((fds[1].revents & POLLIN) != 0) {
             std::uint64_t count = 0;
             (void)!::read(wake_.get(), &count, sizeof count);
-        }
-        if (output_failed_ && phase_ != phase::stopping) {
-            exit_code_ = exit_io;
-            stop("stdout failed");
         }
         if (want_orders && (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
             try {
