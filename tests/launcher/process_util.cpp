@@ -169,8 +169,7 @@ std::vector<pid_t> children_of(pid_t parent) {
         const std::string name = entry.path().filename();
         if (name.find_first_not_of("0123456789") != std::string::npos)
             continue;
-        std::ifstream stat{entry.path() / "stat"};
-        std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+        const std::string text = read_file(entry.path() / "stat");
         const std::size_t close_paren = text.rfind(')');
         if (close_paren == std::string::npos)
             continue;
@@ -185,8 +184,7 @@ std::vector<pid_t> children_of(pid_t parent) {
 }
 
 bool is_alive(pid_t pid) {
-    std::ifstream stat{fmt::format("/proc/{}/stat", pid)};
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const std::string text = read_file(fmt::format("/proc/{}/stat", pid));
     const std::size_t close_paren = text.rfind(')');
     return close_paren != std::string::npos && close_paren + 2 < text.size() && text[close_paren + 2] != 'Z';
 }

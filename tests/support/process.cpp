@@ -129,30 +129,4 @@ int run(const std::vector<std::string>& argv, const spawn_options& options, std:
     return p.wait(timeout);
 }
 
-std::string read_file(const std::filesystem::path& path) {
-    std::ifstream in{path, std::ios::binary};
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
-void write_file(const std::filesystem::path& path, const std::string& text) {
-    std::ofstream out{path, std::ios::binary | std::ios::trunc};
-    out << text;
-    if (!out)
-        throw std::runtime_error("cannot write " + path.native());
-}
-
-std::vector<std::string> read_lines(const std::filesystem::path& path) {
-    std::vector<std::string> lines;
-    std::istringstream in{read_file(path)};
-    for (std::string line; std::getline(in, line);)
-        lines.push_back(line);
-    return lines;
-}
-
-bool file_contains(const std::filesystem::path& path, const std::string& text) {
-    return read_file(path).find(text) != std::string::npos;
-}
-
 }  // namespace coffee::test

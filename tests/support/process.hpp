@@ -48,17 +48,9 @@ private:
 int run(const std::vector<std::string>& argv, const spawn_options& options = {},
         std::chrono::milliseconds timeout = std::chrono::seconds{30});
 
-[[nodiscard]] std::string read_file(const std::filesystem::path& path);
-void write_file(const std::filesystem::path& path, const std::string& text);
-// The file's lines without their LF.
-[[nodiscard]] std::vector<std::string> read_lines(const std::filesystem::path& path);
-
 // Polls `condition` every 10 ms until it holds or `timeout` passes.
 template <typename F>
 bool eventually(F&& condition, std::chrono::milliseconds timeout = std::chrono::seconds{10});
-
-// True when the file contains `text`.
-[[nodiscard]] bool file_contains(const std::filesystem::path& path, const std::string& text);
 
 }  // namespace coffee::test
 

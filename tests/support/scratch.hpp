@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace coffee::test {
 
@@ -35,5 +36,13 @@ private:
     const char* name_;
     std::optional<std::string> saved_;
 };
+
+// Whole files, for checking what a program wrote.
+[[nodiscard]] std::string read_file(const std::filesystem::path& path);
+void write_file(const std::filesystem::path& path, const std::string& text);
+// The file's lines without their LF.
+[[nodiscard]] std::vector<std::string> read_lines(const std::filesystem::path& path);
+// True when the file contains `text`.
+[[nodiscard]] bool file_contains(const std::filesystem::path& path, const std::string& text);
 
 }  // namespace coffee::test
