@@ -313,21 +313,16 @@ void shop::stop(std::string_view why) {
 }
 
 // A read may end inside a line whose rest is still in the pipe (a producer's
-// line is written whole, so the rest is there already). Read on until the
-// line is complete, so that we neither drop it nor tear it in two.
+// line is written whole, so the rest is there already). Read on, one byte
+// at a time so as not to take anything past it, until the line is complete:
+// we neither drop it nor tear it in two.
 void shop::salvage_partial_line() {
-    for (int i = 0; i < 16 && lines_.mid_line(); ++i) {
-        chunk_.clear();
-        long n = 0;
-        try {
-            n = read_some(fifo_.get(), chunk_, max_line_bytes, "FIFO");
-        } catch (const std::system_error& e) {
-            spdlog::error("{}", e.what());
-            break;
-        }
+    char byte = 0;
+    for (std::size_t i = 0; i < max_line_bytes && lines_.mid_line(); ++i) {
+        const ssize_t n = retry_on_eintr([&] { return ::read(fifo_.get(), &byte, 1); });
         if (n <= 0)
             break;
-        lines_.feed(chunk_, [this](const line_reader::line& line) { take_line(line); });
+        lines_.feed({&byte, 1}, [this](const line_reader::line& line) { take_line(line); });
     }
     if (lines_.mid_line())
         spdlog::warn("dropping {} bytes of an unfinished line (no LF after them)", lines_.pending_bytes());

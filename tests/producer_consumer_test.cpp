@@ -58,10 +58,12 @@ struct shop_dir {
 
 std::multiset<std::string> as_multiset(const std::vector<std::string>& lines) { return {lines.begin(), lines.end()}; }
 
-// Holds the FIFO open for writing, as systemd's socket unit would.
+// Holds the FIFO open read-write, as systemd's socket unit does: the pipe
+// and what is in it outlive a consumer, and a producer writing while no
+// consumer runs does not get EPIPE. It never reads.
 struct fifo_holder {
     int fd;
-    explicit fifo_holder(const std::filesystem::path& fifo) : fd{::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)} {
+    explicit fifo_holder(const std::filesystem::path& fifo) : fd{::open(fifo.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC)} {
         REQUIRE(fd >= 0);
     }
     ~fifo_holder() { ::close(fd); }
@@ -325,6 +327,34 @@ TEST_CASE("SIGTERM with orders waiting: the next consumer serves the rest, none 
     // Order is kept: what the first consumer had read comes before the pipe.
     std::vector<std::string> all = served_first;
     all.insert(all.end(), served_second.begin(), served_second.end());
+    CHECK(all == orders);
+}
+
+TEST_CASE("SIGTERM mid-stream with 1 KB orders: none torn, none lost, none twice") {
+    shop_dir shop;
+    process first = shop.consumer("first", {"--brew-time", "50ms", "--queue-size", "1"});
+    fifo_holder holder{shop.fifo};
+    std::string text;
+    std::vector<std::string> orders;
+    for (int i = 1; i <= 150; ++i) {
+        orders.push_back("order " + std::to_string(i) + " " + std::string(1000, 'x'));
+        text += orders.back() + "\n";
+    }
+    coffee::test::write_file(shop.dir / "in", text);
+    // 150 KB: more than the pipe holds, so the producer blocks while we stop.
+    process producer{{producer_bin, "--fifo", shop.fifo.native()}, shop.io("producer", shop.dir / "in")};
+    std::this_thread::sleep_for(300ms);
+    first.kill(SIGTERM);
+    CHECK(first.wait(5s) == 0);
+    CHECK_FALSE(coffee::test::file_contains(shop.err("first"), "dropping"));
+    process second = shop.consumer("second", {"--brew-time", "0", "--until-finish"});
+    CHECK(producer.wait() == 0);
+    CHECK(shop.producer("finish", {"--finish"}) == 0);
+    CHECK(second.wait() == 0);
+    auto all = coffee::test::read_lines(shop.out("first"));
+    const auto served_second = coffee::test::read_lines(shop.out("second"));
+    all.insert(all.end(), served_second.begin(), served_second.end());
+    CHECK(all.size() == orders.size());
     CHECK(all == orders);
 }
 
