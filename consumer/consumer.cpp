@@ -94,7 +94,8 @@ private:
     void feed_queue();
     void finish(std::string_view why);
     void stop(std::string_view why);
-    void salvage_partial_line();
+    void complete_line();
+    void drop_unfinished_line();
     int shut_down();
     void report_status(bool force);
     void notify(std::string_view state) noexcept;
@@ -255,6 +256,7 @@ void shop::read_orders() {
         return;
     }
     lines_.feed(chunk_, [this](const line_reader::line& line) { take_line(line); });
+    complete_line();
 }
 
 void shop::take_line(const line_reader::line& line) {
@@ -297,7 +299,7 @@ void shop::finish(std::string_view why) {
     phase_ = phase::draining;
     spdlog::info("{}: taking no more orders; serving the {} accepted", why, queue_.size() + pending_.count);
     notify("STOPPING=1");
-    salvage_partial_line();
+    drop_unfinished_line();
 }
 
 void shop::stop(std::string_view why) {
@@ -309,14 +311,16 @@ void shop::stop(std::string_view why) {
     spdlog::info("{}: stopping; orders being brewed will finish, the others go to the backlog", why);
     notify("STOPPING=1");
     if (was_taking)
-        salvage_partial_line();
+        drop_unfinished_line();
 }
 
-// A read may end inside a line whose rest is still in the pipe (a producer's
-// line is written whole, so the rest is there already). Read on, one byte
-// at a time so as not to take anything past it, until the line is complete:
-// we neither drop it nor tear it in two.
-void shop::salvage_partial_line() {
+// A read may end inside a line whose rest is still in the pipe: a producer
+// writes whole lines in one atomic write, so the rest is there already. Read
+// on, one byte at a time so as to take nothing past its LF, until the line
+// is complete. Between two reads we then never hold half a line, so even a
+// kill -9 cannot leave the tail of one in the pipe for the next consumer to
+// serve as an order; and a stop saves whole lines to the backlog.
+void shop::complete_line() {
     char byte = 0;
     for (std::size_t i = 0; i < max_line_bytes && lines_.mid_line(); ++i) {
         const ssize_t n = retry_on_eintr([&] { return ::read(fifo_.get(), &byte, 1); });
@@ -324,6 +328,12 @@ void shop::salvage_partial_line() {
             break;
         lines_.feed({&byte, 1}, [this](const line_reader::line& line) { take_line(line); });
     }
+}
+
+// Bytes without an LF after them (a writer that does not speak the protocol)
+// end with us.
+void shop::drop_unfinished_line() {
+    complete_line();
     if (lines_.mid_line())
         spdlog::warn("dropping {} bytes of an unfinished line (no LF after them)", lines_.pending_bytes());
 }
