@@ -6,7 +6,8 @@
 #    tree, since nothing is installed on the host; the container test verifies
 #    the real installation);
 # 3. systemd-analyze security --offline: exposure of coffee-consumer.service <= 1.5;
-# 4. the man pages render without warnings and name every option --help lists.
+# 4. the man pages render without warnings and name every option --help lists
+#    (for coffee-launcher: its own --help and each MODE --help).
 set -u
 build=${1:?usage: check-units.sh BUILD_DIR OUT_DIR} out=${2:?usage: check-units.sh BUILD_DIR OUT_DIR}
 max_exposure=1.5
@@ -49,7 +50,14 @@ else
 fi
 systemd-analyze security --offline=true --no-pager "$units/coffee-producer.service" 2>&1 | sed -n 's/^→ //p'
 
-for prog in consumer producer; do
+# Every help text of a program: the launcher has one per mode besides its own.
+help_texts() {
+    "$stage/usr/bin/coffee-$1" --help
+    if [ "$1" = launcher ]; then
+        for mode in demo pipe serve; do "$stage/usr/bin/coffee-launcher" $mode --help; done
+    fi
+}
+for prog in consumer producer launcher; do
     page=$stage/usr/share/man/man1/coffee-$prog.1
     [ -f "$page" ] || { fail "coffee-$prog.1 not installed"; continue; }
     if ! command -v groff >/dev/null 2>&1; then
@@ -60,10 +68,13 @@ for prog in consumer producer; do
         fail "coffee-$prog.1: groff warnings: $warn"
     fi
     missing=""
-    for opt in $("$stage/usr/bin/coffee-$prog" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
-        sed 's/\\-/-/g' "$page" | grep -q -- "$opt" || missing="$missing $opt"
+    opts=$(help_texts $prog | grep -oE -- '--[a-z][a-z-]+' | sort -u)
+    [ -n "$opts" ] || { fail "coffee-$prog: no options found in its --help"; continue; }
+    for opt in $opts; do
+        # whole names: --input is not documented by --input-file
+        sed 's/\\-/-/g' "$page" | grep -qE -- "$opt([^a-z-]|\$)" || missing="$missing $opt"
     done
-    [ -z "$missing" ] && pass "coffee-$prog.1 documents every option of --help" || fail "coffee-$prog.1 lacks:$missing"
+    [ -z "$missing" ] && pass "coffee-$prog.1 documents every option of --help ($(echo $opts | wc -w) options)" || fail "coffee-$prog.1 lacks:$missing"
 done
 echo "$fails failed"
 [ $fails = 0 ]
