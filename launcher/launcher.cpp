@@ -43,8 +43,9 @@ Served orders go to stdout (the consumer's output, through a pipe); logs and
 the summary (one line per child: pid and exit status) go to stderr.
 
 Exit codes:
-  0    every child succeeded and every order was served
-  1    a child failed (the summary says which) or orders went unserved
+  0    every child succeeded
+  1    a child failed (the summary says which); orders the consumer did not serve
+       before its --timeout are reported, but are not a failure
   64   usage error
   126  a program was found but is not executable
   127  coffee-consumer or coffee-producer was not found

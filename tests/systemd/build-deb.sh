@@ -20,10 +20,11 @@ echo "built ${deb##*/} in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf
 dpkg-deb -I "$deb" | sed -n '/Package:/,$p'
 dpkg-deb -c "$deb" | awk '{ print $1, $6 }' > "$out/contents.txt"
 fails=0
-for want in usr/bin/coffee-consumer usr/bin/coffee-producer \
+for want in usr/bin/coffee-consumer usr/bin/coffee-producer usr/bin/coffee-launcher \
     usr/lib/systemd/system/coffee-consumer.socket usr/lib/systemd/system/coffee-consumer.service \
     usr/lib/systemd/system/coffee-producer.service usr/lib/systemd/system/coffee-producer.timer \
-    usr/lib/sysusers.d/coffee-shop.conf usr/share/man/man1/coffee-consumer.1 usr/share/man/man1/coffee-producer.1; do
+    usr/lib/sysusers.d/coffee-shop.conf usr/share/man/man1/coffee-consumer.1 usr/share/man/man1/coffee-producer.1 \
+    usr/share/man/man1/coffee-launcher.1; do
     if grep -q " \./$want\$" "$out/contents.txt"; then echo "PASS: .deb has /$want"; else echo "FAIL: .deb lacks /$want"; fails=$((fails + 1)); fi
 done
 dpkg-deb -f "$deb" Depends | grep -q libc6 && echo "PASS: Depends: from dpkg-shlibdeps" || { echo "FAIL: no shared-library Depends:"; fails=$((fails + 1)); }
