@@ -20,7 +20,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <cstdlib>
 #include <limits>
 #include <mutex>
@@ -396,16 +395,6 @@ std::filesystem::path path_of_fd(int fd) {
     return ec ? std::filesystem::path{} : path;
 }
 
-mode_t parse_mode(const std::string& text) {
-    unsigned value = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, 8);
-    if (ec != std::errc{} || end != text.data() + text.size() || text.empty() || value > 0777)
-        throw usage_error(fmt::format("--fifo-mode: '{}' is not an octal mode like 0600 or 0620", text));
-    if ((value & 0400U) == 0)
-        throw usage_error(fmt::format("--fifo-mode: {:04o} does not let the shop itself read", value));
-    return static_cast<mode_t>(value);
-}
-
 }  // namespace
 
 options parse_command_line(int argc, char* argv[]) {
@@ -449,7 +438,7 @@ options parse_command_line(int argc, char* argv[]) {
     if (opts.queue_size < 1 || opts.queue_size > 65536)
         throw usage_error(fmt::format("--queue-size: {} is not between 1 and 65536", opts.queue_size));
     if (result.count("fifo-mode") > 0)
-        opts.fifo_mode = parse_mode(result["fifo-mode"].as<std::string>());
+        opts.fifo_mode = parse_fifo_mode(result["fifo-mode"].as<std::string>());
     opts.allow_world_writable = result.count("allow-world-writable") > 0;
     return opts;
 }

@@ -124,18 +124,6 @@ T positive_option(const cxxopts::ParseResult& result, const std::string& name, T
     return value;
 }
 
-mode_t parse_mode(const std::string& text) {
-    mode_t mode = 0;
-    for (const char c : text) {
-        if (c < '0' || c > '7' || text.size() > 4)
-            throw usage_error(fmt::format("invalid --fifo-mode '{}': expected octal digits, e.g. 0620", text));
-        mode = static_cast<mode_t>(mode * 8 + static_cast<mode_t>(c - '0'));
-    }
-    if (text.empty() || (mode & ~0777U) != 0)
-        throw usage_error(fmt::format("invalid --fifo-mode '{}': expected octal digits, e.g. 0620", text));
-    return mode;
-}
-
 cxxopts::ParseResult parse_mode_options(cxxopts::Options& o, std::vector<char*>& args) {
     o.allow_unrecognised_options();  // unmatched positionals are reported by reject_positionals()
     add_common_options(o);
@@ -233,10 +221,9 @@ void parse_serve(options& opts, int argc, char* argv[]) {
     check_no_unknown_options(result);
     reject_positionals(result, " (put consumer options after '--')");
     serve_options& s = opts.serve;
-    if (result.count("fifo") > 0)
-        s.fifo = result["fifo"].as<std::string>();
+    s.fifo = read_path_option(result, "fifo");
     if (result.count("fifo-mode") > 0)
-        s.fifo_mode = parse_mode(result["fifo-mode"].as<std::string>());
+        s.fifo_mode = parse_fifo_mode(result["fifo-mode"].as<std::string>());
     if (result.count("consumer") > 0)
         s.consumer_program = result["consumer"].as<std::string>();
     s.consumer_args = std::move(args.after);

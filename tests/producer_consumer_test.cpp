@@ -453,6 +453,12 @@ TEST_CASE("--help, --version and usage errors") {
     CHECK(coffee::test::run({producer_bin, "--wait", "soon", "x"}, shop.io("dur")) == 64);
     CHECK(coffee::test::file_contains(shop.err("dur"), "invalid duration 'soon'"));
     CHECK(coffee::test::run({consumer_bin, "--baristas", "0"}, shop.io("baristas")) == 64);
+    CHECK(coffee::test::run({consumer_bin, "--fifo-mode", "0200"}, shop.io("mode")) == 64);
+    CHECK(coffee::test::file_contains(shop.err("mode"), "does not let the shop itself read"));
+    CHECK(coffee::test::run({consumer_bin, "--fifo-mode", "0800"}, shop.io("mode8")) == 64);
+    CHECK(coffee::test::file_contains(shop.err("mode8"), "not an octal mode"));
+    CHECK(coffee::test::run({consumer_bin, "--fifo", ""}, shop.io("empty")) == 64);
+    CHECK(coffee::test::file_contains(shop.err("empty"), "--fifo: the path is empty"));
     CHECK(coffee::test::run({consumer_bin, "stray"}, shop.io("stray")) == 64);
     CHECK(coffee::test::file_contains(shop.err("stray"), "unexpected argument 'stray'"));
 }

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <cstdio>
 
 #ifndef COFFEE_VERSION
@@ -57,6 +58,16 @@ std::filesystem::path read_path_option(const cxxopts::ParseResult& result, const
     if (path.empty())
         throw usage_error(fmt::format("--{}: the path is empty", name));
     return path;
+}
+
+mode_t parse_fifo_mode(const std::string& text) {
+    unsigned value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, 8);
+    if (ec != std::errc{} || end != text.data() + text.size() || text.empty() || value > 0777)
+        throw usage_error(fmt::format("--fifo-mode: '{}' is not an octal mode like 0600 or 0620", text));
+    if ((value & 0400U) == 0)
+        throw usage_error(fmt::format("--fifo-mode: {:04o} does not let the shop itself read", value));
+    return static_cast<mode_t>(value);
 }
 
 namespace detail {

@@ -3,6 +3,8 @@
 
 #include <cxxopts.hpp>
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -35,6 +37,10 @@ struct common_options {
 // The value of a path option such as --fifo: empty when it was not given.
 // Throws usage_error when it was given empty.
 [[nodiscard]] std::filesystem::path read_path_option(const cxxopts::ParseResult& result, const std::string& name);
+
+// --fifo-mode: an octal mode up to 0777 that lets the owner read (the shop
+// reads its FIFO). Throws usage_error naming the text otherwise.
+[[nodiscard]] mode_t parse_fifo_mode(const std::string& text);
 
 // The whole of a program's main(): makes fds 0-2 valid, parses (usage_error
 // -> "program: message (see --help)" and exit 64), prints --help/--version,
