@@ -36,6 +36,16 @@ struct shop_dir {
     [[nodiscard]] std::filesystem::path out(const std::string& name) const { return dir / (name + ".out"); }
     [[nodiscard]] std::filesystem::path err(const std::string& name) const { return dir / (name + ".err"); }
 
+    // What the named consumers served, one after the other.
+    [[nodiscard]] std::vector<std::string> served_by(std::initializer_list<std::string> names) const {
+        std::vector<std::string> all;
+        for (const std::string& name : names) {
+            const auto lines = coffee::test::read_lines(out(name));
+            all.insert(all.end(), lines.begin(), lines.end());
+        }
+        return all;
+    }
+
     // Starts a consumer named `name` and waits until it reads the FIFO: a
     // writer's open() no longer fails with ENXIO.
     process consumer(const std::string& name, std::vector<std::string> args) const {
@@ -320,13 +330,9 @@ TEST_CASE("SIGTERM with orders waiting: the next consumer serves the rest, none 
     CHECK(coffee::test::file_contains(shop.err("second"), "from the backlog"));
     CHECK_FALSE(std::filesystem::exists(shop.backlog));
 
-    auto served = as_multiset(served_first);
-    const auto served_second = coffee::test::read_lines(shop.out("second"));
-    served.insert(served_second.begin(), served_second.end());
-    CHECK(served == as_multiset(orders));
+    const auto all = shop.served_by({"first", "second"});
+    CHECK(as_multiset(all) == as_multiset(orders));
     // Order is kept: what the first consumer had read comes before the pipe.
-    std::vector<std::string> all = served_first;
-    all.insert(all.end(), served_second.begin(), served_second.end());
     CHECK(all == orders);
 }
 
@@ -351,9 +357,7 @@ TEST_CASE("SIGTERM mid-stream with 1 KB orders: none torn, none lost, none twice
     CHECK(producer.wait() == 0);
     CHECK(shop.producer("finish", {"--finish"}) == 0);
     CHECK(second.wait() == 0);
-    auto all = coffee::test::read_lines(shop.out("first"));
-    const auto served_second = coffee::test::read_lines(shop.out("second"));
-    all.insert(all.end(), served_second.begin(), served_second.end());
+    const auto all = shop.served_by({"first", "second"});
     CHECK(all.size() == orders.size());
     CHECK(all == orders);
 }
@@ -379,9 +383,7 @@ TEST_CASE("--timeout with orders queued: nothing read is dropped") {
     process second = shop.consumer("second", {"--brew-time", "0", "--until-finish"});
     CHECK(shop.producer("f", {"--finish"}) == 0);
     CHECK(second.wait() == 0);
-    auto all = served_first;
-    const auto served_second = coffee::test::read_lines(shop.out("second"));
-    all.insert(all.end(), served_second.begin(), served_second.end());
+    const auto all = shop.served_by({"first", "second"});
     CHECK(all == std::vector<std::string>{"A", "B", "C", "D", "E"});
 }
 
