@@ -61,7 +61,7 @@ for prog in consumer producer launcher; do
     page=$stage/usr/share/man/man1/coffee-$prog.1
     [ -f "$page" ] || { fail "coffee-$prog.1 not installed"; continue; }
     if ! command -v groff >/dev/null 2>&1; then
-        echo "NOTE: no groff here (groff-base): coffee-$prog.1 not rendered"
+        echo "NOTE: no groff here (apt-get install groff-base): coffee-$prog.1 not rendered"
     elif warn=$(groff -man -ww -z "$page" 2>&1) && [ -z "$warn" ]; then
         pass "coffee-$prog.1 renders without warnings"
     else

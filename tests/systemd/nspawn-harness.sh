@@ -252,8 +252,10 @@ done
 [ -x /lib/systemd/systemd ] || [ -x /usr/lib/systemd/systemd ] || skip "systemd is not installed"
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null
 grep -qw overlay /proc/filesystems || skip "the kernel has no overlayfs"
-unshare --mount --propagation private --pid --fork --kill-child --mount-proc true 2>/dev/null \
-    || skip "cannot create mount + pid namespaces (need CAP_SYS_ADMIN; an unprivileged container?)"
+# Say what unshare said: "need a capability" is one cause among several (a
+# chroot whose / is not a mount point fails with EINVAL, for one).
+why=$(unshare --mount --propagation private --pid --fork --kill-child --mount-proc true 2>&1) \
+    || skip "cannot create mount + pid namespaces: ${why:-unshare failed}"
 
 mkdir -p "$OUT" || usage "cannot create $OUT"
 OUT=$(readlink -f "$OUT")
