@@ -131,6 +131,7 @@ private:
     }
     void barista();
     void serve(const order_batch& batch);
+    void cut_partial_line(std::size_t bytes);
     void handle_signals();
     std::size_t take_orders(std::size_t limit);
     std::size_t peek(std::size_t limit);
@@ -147,7 +148,7 @@ private:
     void move_pipe_to_journal();
     void journal_failed(const std::system_error& e);
     void compact_journal(bool quiet);
-    void flush_warnings();
+    void flush_warnings(bool all = false);
     int shut_down();
     void report_status(bool force);
     void notify(std::string_view state) noexcept;
@@ -353,8 +354,11 @@ void shop::serve(const order_batch& batch) {
             }
             written += static_cast<std::size_t>(n);
         }
-        if (err != 0)
-            lines = static_cast<std::uint64_t>(std::count(chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(written), '\n'));
+        if (err != 0) {
+            const std::string_view out = chunk.substr(0, written);
+            lines = static_cast<std::uint64_t>(std::count(out.begin(), out.end(), '\n'));
+            cut_partial_line(out.size() - (out.rfind('\n') + 1));
+        }
         try {
             journal_.mark_served(seq, lines);
         } catch (const std::system_error& e) {
@@ -373,6 +377,18 @@ void shop::serve(const order_batch& batch) {
         }
         rest.remove_prefix(end);
     }
+}
+
+// A write that failed part-way (a full disk) left the start of a line at
+// the end of stdout. When stdout is a file we can take it back, so that the
+// file holds whole lines only; on a pipe the bytes are gone (and a pipe
+// write of at most PIPE_BUF never stops part-way).
+void shop::cut_partial_line(std::size_t bytes) {
+    if (bytes == 0 || output_chunk_ != file_output_chunk)
+        return;
+    const off_t end = ::lseek(STDOUT_FILENO, 0, SEEK_CUR);
+    if (end >= static_cast<off_t>(bytes) && ::ftruncate(STDOUT_FILENO, end - static_cast<off_t>(bytes)) == 0)
+        (void)::lseek(STDOUT_FILENO, end - static_cast<off_t>(bytes), SEEK_SET);
 }
 
 void shop::handle_signals() {
@@ -574,8 +590,8 @@ void shop::reject(std::string_view what, const checked_line& check, std::string_
                      printable(raw));
 }
 
-void shop::flush_warnings() {
-    if (const std::uint64_t n = warnings_.take_suppressed(); n > 0)
+void shop::flush_warnings(bool all) {
+    if (const std::uint64_t n = warnings_.take_suppressed(clock::now(), all); n > 0)
         spdlog::warn("{} more malformed lines were not logged (at most {} per {})", n, warning_burst,
                      format_duration(warning_interval));
 }
@@ -718,7 +734,7 @@ int shop::shut_down() {
     for (std::thread& barista : baristas_)
         barista.join();
     baristas_.clear();
-    flush_warnings();
+    flush_warnings(true);
     const std::uint64_t waiting = journal_.in_flight();
     if (journal_ok_ && !served_unrecorded_ && waiting == 0) {
         try {
