@@ -130,6 +130,7 @@ private:
         (void)!::write(wake_.get(), &one, sizeof one);
     }
     void barista();
+    bool brew(const order_batch& batch);
     void serve(const order_batch& batch);
     void cut_partial_line(std::size_t bytes);
     void handle_signals();
@@ -283,31 +284,39 @@ int shop::run() {
 }
 
 void shop::barista() {
-    const bool brewing_takes_time = opts_.brew_time.count() > 0;
     // One order at a time while brewing takes time; otherwise a whole batch
     // as it was taken, so that the queue's lock is taken per take, not per order.
-    const std::size_t batch_size = brewing_takes_time ? 1 : std::numeric_limits<std::size_t>::max();
+    const std::size_t batch_size = opts_.brew_time.count() > 0 ? 1 : std::numeric_limits<std::size_t>::max();
     order_batch batch;
     while (queue_.pop(batch, batch_size)) {
-        if (brewing_takes_time || spdlog::should_log(spdlog::level::info)) {
-            std::string_view rest = batch.text;
-            while (!rest.empty()) {
-                const std::size_t lf = rest.find('\n');
-                spdlog::info("Processing order: {}", rest.substr(0, lf));
-                if (brewing_takes_time)
-                    std::this_thread::sleep_for(opts_.brew_time);
-                rest.remove_prefix(lf + 1);
-            }
-        }
-        {
-            const std::lock_guard lock{output_mutex_};
-            if (output_failed_ || served_unrecorded_)
-                break;  // not served: they wait in the journal
-            serve(batch);
-        }
+        const bool served = brew(batch);
+        queue_.done();
+        if (!served)
+            break;
         batch.clear();
     }
     queue_.barista_left();
+}
+
+// Logs and brews the orders, then serves them. False when stdout or the
+// journal has failed: the orders not served wait in the journal.
+bool shop::brew(const order_batch& batch) {
+    const bool brewing_takes_time = opts_.brew_time.count() > 0;
+    if (brewing_takes_time || spdlog::should_log(spdlog::level::info)) {
+        std::string_view rest = batch.text;
+        while (!rest.empty()) {
+            const std::size_t lf = rest.find('\n');
+            spdlog::info("Processing order: {}", rest.substr(0, lf));
+            if (brewing_takes_time)
+                std::this_thread::sleep_for(opts_.brew_time);
+            rest.remove_prefix(lf + 1);
+        }
+    }
+    const std::lock_guard lock{output_mutex_};
+    if (output_failed_ || served_unrecorded_)
+        return false;
+    serve(batch);
+    return !output_failed_ && !served_unrecorded_;
 }
 
 // Writes the batch's lines to stdout in writes of whole lines, at most
@@ -322,13 +331,24 @@ void shop::serve(const order_batch& batch) {
     while (!rest.empty()) {
         std::size_t end = 0;
         std::uint64_t lines = 0;
-        const std::size_t per_line = stdout_is_journal_ ? journal_priority.size() : 0;
-        while (end < rest.size()) {
-            const std::size_t line_end = rest.find('\n', end) + 1;
-            if (lines > 0 && line_end + per_line * (lines + 1) > output_chunk_)
-                break;
-            end = line_end;
-            ++lines;
+        if (stdout_is_journal_) {
+            const std::size_t per_line = journal_priority.size();
+            while (end < rest.size()) {
+                const std::size_t line_end = rest.find('\n', end) + 1;
+                if (lines > 0 && line_end + per_line * (lines + 1) > output_chunk_)
+                    break;
+                end = line_end;
+                ++lines;
+            }
+        } else if (rest.size() <= output_chunk_) {
+            end = rest.size();
+            lines = batch.first_seq + batch.count - seq;  // all that is left
+        } else {
+            // The whole lines in the first output_chunk_ bytes (at least one line).
+            end = rest.rfind('\n', output_chunk_ - 1) + 1;
+            if (end == 0)
+                end = rest.find('\n') + 1;
+            lines = static_cast<std::uint64_t>(std::count(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(end), '\n'));
         }
         std::string_view chunk = rest.substr(0, end);
         if (stdout_is_journal_) {
@@ -645,6 +665,13 @@ void shop::replay_journal() {
 void shop::feed_queue() {
     if (phase_ == phase::stopping)
         return;
+    if (!pending_.empty() && opts_.brew_time.count() == 0 && queue_.idle()) {
+        // Instant brewing and every barista idle: serve here. Handing the
+        // orders to a barista would only add a thread wake-up (tens of
+        // microseconds on a busy machine) to each order's latency.
+        (void)brew(pending_);
+        pending_.clear();
+    }
     if (!pending_.empty() && !queue_.full())
         queue_.push(std::move(pending_));
     if (phase_ == phase::draining && pending_.empty())

@@ -543,6 +543,7 @@ cp "$1/out" "$5"; exit $rc)";
         }
         FAIL("the consumer did not start: exit " << rc);
     }
+    fifo_holder holder{shop.fifo};  // the producer may finish after the consumer stopped
     coffee::test::write_file(shop.dir / "in", text);
     CHECK(shop.producer("p", {}, shop.dir / "in") == 0);
     CHECK(first.wait() == 74);
