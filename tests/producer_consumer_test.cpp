@@ -666,6 +666,28 @@ TEST_CASE("an unsafe journal path is refused at once and left untouched") {
     }
 }
 
+TEST_CASE("an old text backlog is moved into the journal and served first") {
+    shop_dir shop;
+    SUBCASE("at the old default place") {
+        coffee::test::write_file(shop.dir / "orders.backlog", "Old 1\nOld 2\n");
+        process consumer = shop.consumer("c", {"--brew-time", "0", "--until-finish"});
+        CHECK(shop.producer("p", {"New", "--finish"}) == 0);
+        CHECK(consumer.wait() == 0);
+        CHECK(coffee::test::read_lines(shop.out("c")) == std::vector<std::string>{"Old 1", "Old 2", "New"});
+        CHECK_FALSE(std::filesystem::exists(shop.dir / "orders.backlog"));
+    }
+    SUBCASE("at the path an old config names with --backlog") {
+        const auto path = shop.dir / "state-backlog";
+        coffee::test::write_file(path, "Old 1\nOld 2");
+        process consumer = shop.consumer("c", {"--brew-time", "0", "--until-finish", "--backlog", path.native()});
+        CHECK(shop.producer("p", {"New", "--finish"}) == 0);
+        CHECK(consumer.wait() == 0);
+        CHECK(coffee::test::read_lines(shop.out("c")) == std::vector<std::string>{"Old 1", "Old 2", "New"});
+        CHECK(std::filesystem::file_size(path) == 0);  // the journal now, emptied
+        CHECK_FALSE(std::filesystem::exists(path.native() + ".old-backlog"));
+    }
+}
+
 TEST_CASE("--help, --version and usage errors") {
     shop_dir shop;
     for (const std::string& bin : {producer_bin, consumer_bin}) {
