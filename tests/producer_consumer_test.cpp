@@ -563,6 +563,51 @@ cp "$1/out" "$5"; exit $rc)";
     CHECK(all == orders);  // each once, in order
 }
 
+TEST_CASE("the journal on a full disk: exit 74, the orders wait in the pipe and the journal, none lost") {
+    shop_dir shop;
+    if (!std::filesystem::exists("/usr/bin/unshare")) {
+        std::printf("SKIP: /usr/bin/unshare not found (util-linux)\n");
+        return;
+    }
+    const auto mnt = shop.dir / "full";
+    std::filesystem::create_directory(mnt);
+    const auto copy = shop.dir / "journal-copy";
+    const std::string script = R"(mount -t tmpfs -o size=8k tmpfs "$1" || exit 99
+"$2" --fifo "$3" --journal "$1/journal" --brew-time 0 --until-finish; rc=$?
+cp "$1/journal" "$4"; exit $rc)";
+    process first{{"/usr/bin/unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", mnt.native(), consumer_bin,
+                   shop.fifo.native(), copy.native()},
+                  shop.io("first")};
+    if (!coffee::test::eventually([&] { return std::filesystem::exists(shop.fifo); }, 5s)) {
+        const int rc = first.wait();
+        if (rc == 99 || rc == 1) {
+            std::printf("SKIP: cannot mount a tmpfs in a private mount namespace (unshare -m: exit %d)\n", rc);
+            return;
+        }
+        FAIL("the consumer did not start: exit " << rc);
+    }
+    fifo_holder holder{shop.fifo};
+    std::vector<std::string> orders;
+    std::string text;
+    for (int i = 1; i <= 300; ++i) {
+        orders.push_back("Order " + std::to_string(1000 + i) + " " + std::string(80, 'j'));
+        text += orders.back() + "\n";
+    }
+    coffee::test::write_file(shop.dir / "in", text);
+    CHECK(shop.producer("p", {}, shop.dir / "in") == 0);
+    CHECK(first.wait() == 74);
+    CHECK(coffee::test::file_contains(shop.err("first"), "No space left on device"));
+    CHECK(coffee::test::file_contains(shop.err("first"), "in the pipe"));
+
+    process second = shop.consumer("second", {"--brew-time", "0", "--until-finish", "--journal", copy.native()});
+    CHECK(shop.producer("finish", {"--finish"}) == 0);
+    CHECK(second.wait() == 0);
+    const auto all = shop.served_by({"first", "second"});
+    const std::set<std::string> distinct{all.begin(), all.end()};
+    CHECK(distinct == std::set<std::string>{orders.begin(), orders.end()});  // none lost, no garbage
+    MESSAGE((all.size() - orders.size()) << " served twice (served, but the full journal could not record it)");
+}
+
 TEST_CASE("an order that starts with <0> cannot set its own priority when stdout is the journal") {
     shop_dir shop;
     const auto out = shop.out("c");
