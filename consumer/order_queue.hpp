@@ -1,6 +1,7 @@
 #pragma once
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -9,21 +10,18 @@
 
 namespace coffee::consumer {
 
-// Orders as they travel: each one followed by LF, so that a batch is read,
-// queued, written to stdout and saved to the backlog as it is.
+// Orders as they travel: each one followed by LF, so that a batch is taken,
+// journaled, queued and written to stdout as it is. The orders of one batch
+// have consecutive journal sequence numbers, from first_seq.
 struct order_batch {
     std::string text;
     std::size_t count = 0;
+    std::uint64_t first_seq = 0;
 
     void add(std::string_view order) {
         text.append(order);
         text += '\n';
         ++count;
-    }
-    void append(order_batch&& other) {
-        text += other.text;
-        count += other.count;
-        other.clear();
     }
     void clear() noexcept {
         text.clear();
@@ -50,31 +48,30 @@ public:
     // should leave: closed with nothing left to drain, or closed for a stop.
     bool pop(order_batch& out, std::size_t max);
 
-    // Puts orders back at the front (a barista could not write them out).
-    void put_back(order_batch&& batch);
-
     // No more orders will come. drain: baristas take what is queued first;
     // otherwise they leave after the order in hand, and the rest stays.
     // A stop is never turned back into a drain.
     void close(bool drain);
 
+    // Called by a barista when it is done with the orders pop() gave it.
+    void done();
+    // Nothing queued and no barista holding orders: whoever serves next
+    // cannot overtake anyone.
+    [[nodiscard]] bool idle() const;
+
     // Called by each barista as it leaves.
     void barista_left();
     [[nodiscard]] std::size_t baristas_left() const;
 
-    // What nobody took, in order; call after every barista has left.
-    [[nodiscard]] order_batch take_rest();
-
     [[nodiscard]] std::size_t size() const;
 
 private:
-    void trim_front();  // drops the part of the front batch already taken
-
     mutable std::mutex mutex_;
     std::condition_variable not_empty_;
     std::deque<order_batch> batches_;
     std::size_t front_offset_ = 0;  // bytes of batches_.front() already taken
     std::size_t size_ = 0;          // orders queued
+    std::size_t in_hand_ = 0;       // batches popped and not yet done()
     std::size_t capacity_;
     std::function<void()> wake_;
     bool closed_ = false;

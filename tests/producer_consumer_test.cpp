@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -28,7 +30,12 @@ const std::string consumer_bin = COFFEE_CONSUMER;
 struct shop_dir {
     coffee::test::temp_dir dir;
     std::filesystem::path fifo = dir / "orders";
-    std::filesystem::path backlog = dir / "orders.backlog";
+    std::filesystem::path journal = dir / "orders.journal";
+
+    // The journal is emptied once every order in it is served.
+    [[nodiscard]] bool journal_empty() const {
+        return std::filesystem::exists(journal) && std::filesystem::file_size(journal) == 0;
+    }
 
     [[nodiscard]] spawn_options io(const std::string& name, const std::filesystem::path& in = {}) const {
         return {.stdin_file = in, .stdout_file = dir / (name + ".out"), .stderr_file = dir / (name + ".err")};
@@ -63,6 +70,43 @@ struct shop_dir {
     int producer(const std::string& name, std::vector<std::string> args, const std::filesystem::path& in = {}) const {
         args.insert(args.begin(), {producer_bin, "--fifo", fifo.native()});
         return coffee::test::run(args, io(name, in));
+    }
+
+    // A fresh consumer named `name` serves what waits (its journal, then the
+    // pipe) and stops at 'finish'; returns the orders it served.
+    std::vector<std::string> serve_the_rest(const std::string& name, std::vector<std::string> args = {}) const {
+        args.insert(args.begin(), {"--brew-time", "0", "--until-finish"});
+        process next = consumer(name, args);
+        CHECK(producer(name + "-finish", {"--finish"}) == 0);
+        CHECK(next.wait() == 0);
+        return coffee::test::read_lines(out(name));
+    }
+
+    // Starts `script` under sh in a private mount namespace, with $1 a mount
+    // point for a small tmpfs the script mounts (exit 99 if it cannot) and
+    // the rest of `args` after it. Returns nullopt, having printed SKIP, when
+    // the machine cannot do that; else the process, once the FIFO exists.
+    std::optional<process> in_private_tmpfs(const std::string& name, const std::string& script,
+                                            const std::vector<std::string>& args) const {
+        if (!std::filesystem::exists("/usr/bin/unshare")) {
+            std::printf("SKIP: /usr/bin/unshare not found (util-linux)\n");
+            return std::nullopt;
+        }
+        const auto mnt = dir / "tmpfs";
+        std::filesystem::create_directory(mnt);
+        std::vector<std::string> argv{"/usr/bin/unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                                      mnt.native()};
+        argv.insert(argv.end(), args.begin(), args.end());
+        process p{argv, io(name)};
+        if (!coffee::test::eventually([&] { return std::filesystem::exists(fifo); }, 5s)) {
+            const int rc = p.wait();
+            if (rc == 99 || rc == 1) {
+                std::printf("SKIP: cannot mount a tmpfs in a private mount namespace (unshare -m: exit %d)\n", rc);
+                return std::nullopt;
+            }
+            FAIL("the consumer did not start: exit " << rc);
+        }
+        return p;
     }
 };
 
@@ -115,7 +159,7 @@ TEST_CASE("orders from arguments, stdin and a plain echo are each served once") 
                                                "Mocha #4", "Mocha #5"});
     CHECK(coffee::test::file_contains(shop.err("consumer"), "Processing order: Flat White"));
     CHECK(coffee::test::file_contains(shop.err("p2"), "delivered 5 orders"));
-    CHECK_FALSE(std::filesystem::exists(shop.backlog));
+    CHECK(shop.journal_empty());
 }
 
 TEST_CASE("8 producers x 5000 orders into one consumer: every order once, none torn or merged") {
@@ -309,8 +353,9 @@ TEST_CASE("SIGTERM with orders waiting: the next consumer serves the rest, none 
     std::vector<std::string> orders;
     for (int i = 1; i <= 30; ++i)
         orders.push_back("Order " + std::to_string(i));
-    // The first ten are read at once (4 queued, 6 pending); the other twenty
-    // wait in the pipe because the reader does not read while it has pending.
+    // The first ten are taken at once (4 queued, 6 pending); the other twenty
+    // wait in the pipe because the reader does not take while it has pending,
+    // and move to the journal at the stop.
     CHECK(shop.producer("p1", {orders.begin(), orders.begin() + 10}) == 0);
     std::this_thread::sleep_for(100ms);
     CHECK(shop.producer("p2", {orders.begin() + 10, orders.end()}) == 0);
@@ -322,13 +367,13 @@ TEST_CASE("SIGTERM with orders waiting: the next consumer serves the rest, none 
     const auto served_first = coffee::test::read_lines(shop.out("first"));
     CHECK(!served_first.empty());
     CHECK(served_first.size() < 10);
-    REQUIRE(std::filesystem::exists(shop.backlog));
+    REQUIRE(std::filesystem::file_size(shop.journal) > 0);
 
     process second = shop.consumer("second", {"--brew-time", "0", "--until-finish"});
     CHECK(shop.producer("finish", {"--finish"}) == 0);
     CHECK(second.wait() == 0);
-    CHECK(coffee::test::file_contains(shop.err("second"), "from the backlog"));
-    CHECK_FALSE(std::filesystem::exists(shop.backlog));
+    CHECK(coffee::test::file_contains(shop.err("second"), "from the journal"));
+    CHECK(shop.journal_empty());
 
     const auto all = shop.served_by({"first", "second"});
     CHECK(as_multiset(all) == as_multiset(orders));
@@ -411,7 +456,7 @@ TEST_CASE("'finish' is ignored by a consumer not started with --until-finish") {
     CHECK(consumer.wait() == 0);
 }
 
-TEST_CASE("stdout closed under the consumer: exit 74, the unserved order waits in the backlog") {
+TEST_CASE("stdout closed under the consumer: exit 74, the unserved order waits in the journal") {
     shop_dir shop;
     const auto out = shop.dir / "out";
     REQUIRE(::mkfifo(out.c_str(), 0600) == 0);
@@ -433,7 +478,257 @@ TEST_CASE("stdout closed under the consumer: exit 74, the unserved order waits i
     CHECK(shop.producer("p2", {"Second"}) == 0);
     CHECK(consumer.wait() == 74);
     CHECK(coffee::test::file_contains(shop.err("consumer"), "cannot write served orders"));
-    CHECK(coffee::test::read_file(shop.backlog) == "Second\n");
+    CHECK(coffee::test::file_contains(shop.err("consumer"), "1 orders wait in the journal"));
+    process second = shop.consumer("second", {"--brew-time", "0", "--until-finish"});
+    CHECK(shop.producer("finish", {"--finish"}) == 0);
+    CHECK(second.wait() == 0);
+    CHECK(coffee::test::read_lines(shop.out("second")) == std::vector<std::string>{"Second"});
+}
+
+TEST_CASE("kill -9 mid-brew: the journal's orders are served first, in order, and none is lost") {
+    shop_dir shop;
+    std::vector<std::string> orders;
+    for (int i = 1; i <= 40; ++i)
+        orders.push_back("Order " + std::to_string(i));
+    process first = shop.consumer("first", {"--brew-time", "100ms", "--queue-size", "4", "--sync"});
+    fifo_holder holder{shop.fifo};
+    CHECK(shop.producer("p1", {orders.begin(), orders.begin() + 20}) == 0);
+    REQUIRE(coffee::test::eventually([&] { return coffee::test::read_lines(shop.out("first")).size() >= 2; }));
+    first.kill(SIGKILL);
+    CHECK(first.wait() == 128 + SIGKILL);
+    REQUIRE(std::filesystem::file_size(shop.journal) > 0);
+    CHECK(shop.producer("p2", {orders.begin() + 20, orders.end()}) == 0);
+    (void)shop.serve_the_rest("second");
+    CHECK(coffee::test::file_contains(shop.err("second"), "unserved orders from the journal"));
+    CHECK(shop.journal_empty());
+
+    // At least once, and at most once more for the one barista's order in hand.
+    const auto all = shop.served_by({"first", "second"});
+    std::vector<std::string> once;
+    for (const auto& order : all)
+        if (once.empty() || once.back() != order)
+            once.push_back(order);
+    CHECK(once == orders);
+    CHECK(all.size() <= orders.size() + 1);
+}
+
+TEST_CASE("a stop moves the whole lines in the pipe to the journal, even with no one holding the FIFO") {
+    shop_dir shop;
+    process first = shop.consumer("first", {"--brew-time", "1s", "--queue-size", "1"});
+    std::vector<std::string> orders;
+    for (int i = 1; i <= 100; ++i)  // 30 KB: more than the reader takes ahead (2 takes of 4 KiB) while brewing
+        orders.push_back("Cortado " + std::to_string(i) + " " + std::string(290, 'c'));
+    CHECK(shop.producer("p", orders) == 0);
+    std::this_thread::sleep_for(200ms);
+    first.kill(SIGTERM);
+    CHECK(first.wait() == 0);
+    CHECK(coffee::test::file_contains(shop.err("first"), "orders from the pipe to the journal"));
+    // Nobody held the FIFO: whatever stayed in the pipe is gone now. Nothing did.
+    (void)shop.serve_the_rest("second");
+    CHECK(shop.served_by({"first", "second"}) == orders);
+}
+
+TEST_CASE("--until-finish: orders written after finish wait in the journal, with --backlog as the old name") {
+    shop_dir shop;
+    const auto journal = shop.dir / "my.journal";
+    process first = shop.consumer("first", {"--brew-time", "0", "--until-finish", "--backlog", journal.native()});
+    fifo_holder holder{shop.fifo};
+    holder.write("A\nfinish\nB\n");
+    CHECK(first.wait() == 0);
+    CHECK(coffee::test::read_lines(shop.out("first")) == std::vector<std::string>{"A"});
+    CHECK(std::filesystem::file_size(journal) > 0);
+    process second = shop.consumer("second", {"--brew-time", "0", "--until-finish", "--journal", journal.native()});
+    holder.write("C\nfinish\n");
+    CHECK(second.wait() == 0);
+    CHECK(coffee::test::read_lines(shop.out("second")) == std::vector<std::string>{"B", "C"});
+    CHECK(std::filesystem::file_size(journal) == 0);
+}
+
+TEST_CASE("stdout on a full disk: whole lines only, exit 74, the rest served by the next start without duplicates") {
+    shop_dir shop;
+    const auto copy = shop.dir / "served-before-full";
+    // The small tmpfs is nobody else's business and vanishes with the consumer.
+    const std::string script = R"(mount -t tmpfs -o size=16k tmpfs "$1" || exit 99
+"$2" --fifo "$3" --journal "$4" --brew-time 0 --until-finish > "$1/out"; rc=$?
+cp "$1/out" "$5"; exit $rc)";
+    auto first = shop.in_private_tmpfs("first", script, {consumer_bin, shop.fifo.native(), shop.journal.native(), copy.native()});
+    if (!first)
+        return;
+    fifo_holder holder{shop.fifo};  // the producer may finish after the consumer stopped
+    std::vector<std::string> orders;
+    std::string text;
+    for (int i = 1; i <= 400; ++i) {
+        const std::string number = std::to_string(10000 + i).substr(1);
+        orders.push_back("Order " + number + " " + std::string(88, 'x'));  // 100 bytes with LF
+        text += orders.back() + "\n";
+    }
+    coffee::test::write_file(shop.dir / "in", text);
+    CHECK(shop.producer("p", {}, shop.dir / "in") == 0);
+    CHECK(first->wait() == 74);
+    CHECK(coffee::test::file_contains(shop.err("first"), "No space left on device"));
+    const std::string before = coffee::test::read_file(copy);
+    REQUIRE(!before.empty());
+    CHECK(before.back() == '\n');  // no half line
+    auto all = coffee::test::read_lines(copy);
+    CHECK(all.size() < orders.size());
+    const auto rest = shop.serve_the_rest("second");
+    all.insert(all.end(), rest.begin(), rest.end());
+    CHECK(all == orders);  // each once, in order
+}
+
+TEST_CASE("the journal on a full disk: exit 74, the orders wait in the pipe and the journal, none lost") {
+    shop_dir shop;
+    const auto copy = shop.dir / "journal-copy";
+    const std::string script = R"(mount -t tmpfs -o size=8k tmpfs "$1" || exit 99
+"$2" --fifo "$3" --journal "$1/journal" --brew-time 0 --until-finish; rc=$?
+cp "$1/journal" "$4"; exit $rc)";
+    auto first = shop.in_private_tmpfs("first", script, {consumer_bin, shop.fifo.native(), copy.native()});
+    if (!first)
+        return;
+    fifo_holder holder{shop.fifo};
+    std::vector<std::string> orders;
+    std::string text;
+    for (int i = 1; i <= 300; ++i) {
+        orders.push_back("Order " + std::to_string(1000 + i) + " " + std::string(80, 'j'));
+        text += orders.back() + "\n";
+    }
+    coffee::test::write_file(shop.dir / "in", text);
+    CHECK(shop.producer("p", {}, shop.dir / "in") == 0);
+    CHECK(first->wait() == 74);
+    CHECK(coffee::test::file_contains(shop.err("first"), "No space left on device"));
+    CHECK(coffee::test::file_contains(shop.err("first"), "in the pipe"));
+
+    auto all = coffee::test::read_lines(shop.out("first"));
+    const auto rest = shop.serve_the_rest("second", {"--journal", copy.native()});
+    all.insert(all.end(), rest.begin(), rest.end());
+    const std::set<std::string> distinct{all.begin(), all.end()};
+    CHECK(distinct == std::set<std::string>{orders.begin(), orders.end()});  // none lost, no garbage
+    MESSAGE((all.size() - orders.size()) << " served twice (served, but the full journal could not record it)");
+}
+
+TEST_CASE("an order that starts with <0> cannot set its own priority when stdout is the journal") {
+    shop_dir shop;
+    const auto out = shop.out("c");
+    coffee::test::write_file(out, "");
+    struct stat st{};
+    REQUIRE(::stat(out.c_str(), &st) == 0);
+    auto io = shop.io("c");
+    io.env["JOURNAL_STREAM"] = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+    process consumer{{consumer_bin, "--fifo", shop.fifo.native(), "--brew-time", "0", "--until-finish"}, io};
+    REQUIRE(coffee::test::eventually([&] { return std::filesystem::exists(shop.fifo); }));
+    CHECK(shop.producer("p", {"--wait", "5s", "<0>panic", "Latte", "--finish"}) == 0);
+    CHECK(consumer.wait() == 0);
+    // journald strips exactly one <N>: ours, and the order stays text at priority 6.
+    CHECK(coffee::test::read_lines(out) == std::vector<std::string>{"<6><0>panic", "<6>Latte"});
+    // Its logs on stderr (not the journal here) are unchanged.
+    CHECK(coffee::test::file_contains(shop.err("c"), "info: Processing order: <0>panic"));
+}
+
+TEST_CASE("bytes without an LF are dropped after a quiet moment, not glued onto the next order") {
+    shop_dir shop;
+    process consumer = shop.consumer("c", {"--brew-time", "0", "--until-finish"});
+    fifo_holder raw{shop.fifo};
+    raw.write("DECAF for mallory, paid by ");
+    std::this_thread::sleep_for(1200ms);
+    raw.write("Latte for alice\n");
+    // A line written in two halves a moment apart is one order.
+    raw.write("Flat White ");
+    std::this_thread::sleep_for(100ms);
+    raw.write("for bob\nfinish\n");
+    CHECK(consumer.wait() == 0);
+    CHECK(coffee::test::read_lines(shop.out("c")) == std::vector<std::string>{"Latte for alice", "Flat White for bob"});
+    CHECK(coffee::test::file_contains(shop.err("c"), "dropped 27 bytes of an unfinished line"));
+}
+
+TEST_CASE("a flood of bad lines gives a burst of warnings and a count, and a long line without LF is cheap") {
+    shop_dir shop;
+    process consumer = shop.consumer("c", {"--brew-time", "0", "--until-finish"});
+    fifo_holder raw{shop.fifo};
+    std::string bad;
+    for (int i = 0; i < 20000; ++i)
+        bad += "bad\x01line\n";
+    raw.write(bad);
+    raw.write(std::string(20 << 20, 'y'));  // 20 MiB, then its LF
+    raw.write("\nGood\nfinish\n");
+    CHECK(consumer.wait(60s) == 0);
+    CHECK(coffee::test::read_lines(shop.out("c")) == std::vector<std::string>{"Good"});
+    const auto log = coffee::test::read_lines(shop.err("c"));
+    const auto warnings = std::count_if(log.begin(), log.end(), [](const std::string& l) { return l.find("warning") != std::string::npos; });
+    CHECK(warnings <= 13);
+    CHECK(coffee::test::file_contains(shop.err("c"), "more malformed lines were not logged"));
+    CHECK(coffee::test::file_contains(shop.err("c"), "rejected 20001 lines"));
+    rusage usage{};
+    ::getrusage(RUSAGE_CHILDREN, &usage);
+    MESSAGE("CPU of the children so far: " << usage.ru_utime.tv_sec + usage.ru_stime.tv_sec << " s");
+}
+
+TEST_CASE("an unsafe journal path is refused at once and left untouched") {
+    shop_dir shop;
+    const auto refused = [&](const std::filesystem::path& journal, int code, const std::string& why) {
+        CAPTURE(journal);
+        const auto start = std::chrono::steady_clock::now();
+        CHECK(coffee::test::run({consumer_bin, "--fifo", shop.fifo.native(), "--journal", journal.native(), "--timeout", "5s"},
+                                shop.io("c"), 10s) == code);
+        CHECK(std::chrono::steady_clock::now() - start < 3s);
+        CHECK(coffee::test::file_contains(shop.err("c"), why));
+    };
+    SUBCASE("a FIFO") {
+        const auto j = shop.dir / "j";
+        REQUIRE(::mkfifo(j.c_str(), 0600) == 0);
+        refused(j, 78, "is a FIFO, not a regular file");
+        struct stat st{};
+        REQUIRE(::lstat(j.c_str(), &st) == 0);
+        CHECK(S_ISFIFO(st.st_mode));
+    }
+    SUBCASE("/dev/null") {
+        refused("/dev/null", 78, "is a character device");
+        struct stat st{};
+        REQUIRE(::lstat("/dev/null", &st) == 0);
+        CHECK(S_ISCHR(st.st_mode));
+    }
+    SUBCASE("a directory") {
+        const auto j = shop.dir / "j";
+        std::filesystem::create_directory(j);
+        refused(j, 78, "is a directory");
+        CHECK(std::filesystem::is_empty(j));
+    }
+    SUBCASE("a symlink") {
+        const auto target = shop.dir / "precious";
+        coffee::test::write_file(target, "precious\n");
+        const auto j = shop.dir / "j";
+        std::filesystem::create_symlink(target, j);
+        refused(j, 78, "symbolic link");
+        CHECK(std::filesystem::is_symlink(j));
+        CHECK(coffee::test::read_file(target) == "precious\n");
+    }
+    SUBCASE("a file owned by someone else") {
+        const auto j = shop.dir / "j";
+        coffee::test::write_file(j, "");
+        REQUIRE(::chown(j.c_str(), 65534, 65534) == 0);
+        refused(j, 77, "owned by uid 65534");
+    }
+}
+
+TEST_CASE("an old text backlog is moved into the journal and served first") {
+    shop_dir shop;
+    SUBCASE("at the old default place") {
+        coffee::test::write_file(shop.dir / "orders.backlog", "Old 1\nOld 2\n");
+        process consumer = shop.consumer("c", {"--brew-time", "0", "--until-finish"});
+        CHECK(shop.producer("p", {"New", "--finish"}) == 0);
+        CHECK(consumer.wait() == 0);
+        CHECK(coffee::test::read_lines(shop.out("c")) == std::vector<std::string>{"Old 1", "Old 2", "New"});
+        CHECK_FALSE(std::filesystem::exists(shop.dir / "orders.backlog"));
+    }
+    SUBCASE("at the path an old config names with --backlog") {
+        const auto path = shop.dir / "state-backlog";
+        coffee::test::write_file(path, "Old 1\nOld 2");
+        process consumer = shop.consumer("c", {"--brew-time", "0", "--until-finish", "--backlog", path.native()});
+        CHECK(shop.producer("p", {"New", "--finish"}) == 0);
+        CHECK(consumer.wait() == 0);
+        CHECK(coffee::test::read_lines(shop.out("c")) == std::vector<std::string>{"Old 1", "Old 2", "New"});
+        CHECK(std::filesystem::file_size(path) == 0);  // the journal now, emptied
+        CHECK_FALSE(std::filesystem::exists(path.native() + ".old-backlog"));
+    }
 }
 
 TEST_CASE("--help, --version and usage errors") {

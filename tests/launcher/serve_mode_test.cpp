@@ -102,11 +102,11 @@ TEST_CASE("SIGTERM during serve: the consumer stops gracefully, nothing left beh
     CHECK(r.exit_code() == 0);
     CHECK(std::chrono::steady_clock::now() - stopped < 5s);
     CHECK_FALSE(coffee::test::is_alive(consumer));
-    // Served, or saved for the next start: none lost.
-    std::ifstream backlog{fifo.native() + ".backlog"};
-    std::size_t saved = 0;
-    for (std::string line; std::getline(backlog, line);)
-        saved += line.empty() ? 0U : 1U;
+    // Served, or waiting in the consumer's journal for the next start: none lost.
+    auto next = coffee::test::start({COFFEE_CONSUMER, "--fifo", fifo.native(), "--brew-time", "0", "--timeout", "300ms"});
+    const auto rest = coffee::test::communicate(next, {}, 20s);
+    CHECK(rest.exit_code() == 0);
+    const auto saved = static_cast<std::size_t>(std::count(rest.out.begin(), rest.out.end(), '\n'));
     const auto served = lines.size() + static_cast<std::size_t>(std::count(r.out.begin(), r.out.end(), '\n'));
     CHECK(served + saved == 4);
 }
