@@ -85,6 +85,23 @@ TEST_CASE("a consumer that reports a usage error is not restarted") {
     CHECK(r.err.find("not restarting") != std::string::npos);
 }
 
+TEST_CASE("serve never ends holding orders silently: it counts them at error level and exits 75") {
+    coffee::test::temp_dir dir;
+    const auto fifo = dir.path() / "orders";
+    // A consumer that reads nothing and exits 0 (as --timeout would); the
+    // drain pass starts it again, it cannot take a stop request, and is
+    // killed after --stop-timeout.
+    auto serve = coffee::test::start(
+        serve_args(fifo, COFFEE_TEST_CHILD, {"--stop-timeout", "300ms", "--", "sleep", "500"}));
+    REQUIRE(wait_for_child(serve.process.pid()) > 0);
+    write_to_fifo(fifo, "Latte\nMocha\nEspresso\nhalf a li");
+    const auto r = coffee::test::communicate(serve, {}, 20s);
+    CHECK_FALSE(r.timed_out);
+    CHECK(r.exit_code() == 75);
+    CHECK(r.err.find("started the consumer once more") != std::string::npos);
+    CHECK(r.err.find("error: 30 bytes (3 whole lines) of orders are left in the FIFO") != std::string::npos);
+}
+
 TEST_CASE("SIGTERM during serve: the consumer stops gracefully, nothing left behind") {
     coffee::test::temp_dir dir;
     const auto fifo = dir.path() / "orders";
