@@ -1,25 +1,32 @@
 #include "consumer.hpp"
 
-#include "backlog.hpp"
+#include "journal.hpp"
 #include "order_queue.hpp"
 
 #include <coffee/errors.hpp>
 #include <coffee/fifo.hpp>
 #include <coffee/line_protocol.hpp>
+#include <coffee/log_rate_limit.hpp>
+#include <coffee/logging.hpp>
 #include <coffee/posix.hpp>
 #include <coffee/sd_daemon.hpp>
 #include <coffee/signals.hpp>
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cstring>
 #include <cstdlib>
 #include <limits>
 #include <mutex>
@@ -36,37 +43,72 @@ constexpr std::string_view exit_codes_help = R"(
 Reads orders, one per line, from the FIFO; each of N baristas takes one,
 logs "Processing order: ORDER", brews it for --brew-time, and writes the
 order text as one line to stdout. Under systemd (LISTEN_FDS) the FIFO is
-inherited as fd 3. SIGTERM, SIGINT and --timeout stop gracefully: orders
-being brewed finish; orders read but not brewed are saved to the backlog
-file, which the next start serves first.
+inherited as fd 3. An order leaves the pipe only once it is in the journal,
+and is marked served there once its line is on stdout; a start serves the
+journal's unserved orders first. SIGTERM, SIGINT, --timeout and 'finish'
+(with --until-finish) stop gracefully: orders being brewed finish; the
+others, and the whole lines still in the pipe, wait in the journal.
 
 Exit codes:
   0   stopped as asked (signal, --timeout, finish, end of input)
   64  usage error
-  74  stdout, the FIFO or the backlog failed
-  75  another consumer already reads this FIFO
-  77  the FIFO is not ours or is writable by everyone
-  78  the path is not a FIFO
+  74  stdout, the FIFO or the journal failed (the log says how many orders wait)
+  75  another consumer already reads this FIFO or uses this journal
+  77  the FIFO or the journal is not ours, or the FIFO is writable by everyone
+  78  the path is not a FIFO, or the journal is not a regular file
 )";
 
-// How much to read at once. With instant brewing, reads as big as the
-// default pipe (16 pages) keep up with any producer. When brewing takes
-// time, reading ahead buys nothing, and an order still in the pipe survives
-// a crash of the consumer (the pipe is held by systemd or the supervisor)
-// while one in our memory does not: so read one PIPE_BUF at a time.
-constexpr std::size_t instant_read_chunk = 65536;
-constexpr std::size_t brewing_read_chunk = max_line_bytes;
+// How much to take from the pipe at once. With instant brewing, takes as
+// big as the default pipe (16 pages) keep up with any producer. When brewing
+// takes time, taking ahead serves no one sooner: take one PIPE_BUF at a time.
+constexpr std::size_t instant_take = 65536;
+constexpr std::size_t brewing_take = max_line_bytes;
+// stdout gets whole lines in writes of at most PIPE_BUF bytes, so that no
+// kill leaves half a line in a pipe, and no two writers' lines interleave.
+constexpr std::size_t output_chunk = max_line_bytes;
 constexpr auto status_interval = std::chrono::seconds{1};
+// An unfinished line (no LF) that nothing has added to for this long is
+// dropped, so that it is not glued onto the next writer's line.
+constexpr auto fragment_timeout = std::chrono::milliseconds{500};
+// Malformed-line warnings: a burst, then one summary per interval.
+constexpr std::size_t warning_burst = 10;
+constexpr auto warning_interval = std::chrono::seconds{10};
+// The journal is emptied whenever nothing is in flight and it has grown past
+// compact_bytes (or the shop is quiet); past hold_bytes the reader waits for
+// the baristas to catch up so that it can be emptied.
+constexpr std::uint64_t compact_bytes = 1U << 20;
+constexpr std::uint64_t hold_bytes = 64U << 20;
+// What journald reads as "info" (sd-daemon(3)); it strips one such prefix.
+constexpr std::string_view journal_priority = "<6>";
 
 class shop {
 public:
-    shop(const options& opts, unique_fd fifo, std::string fifo_name, std::filesystem::path backlog, unique_fd signals)
-        : opts_{opts}, fifo_{std::move(fifo)}, fifo_name_{std::move(fifo_name)}, backlog_{std::move(backlog)},
+    shop(const options& opts, unique_fd fifo, std::string fifo_name, journal& orders_journal, unique_fd signals)
+        : opts_{opts}, fifo_{std::move(fifo)}, fifo_name_{std::move(fifo_name)}, journal_{orders_journal},
           signals_{std::move(signals)}, wake_{::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)},
-          queue_{opts.queue_size, [this] { wake(); }},
-          read_chunk_{opts.brew_time.count() == 0 ? instant_read_chunk : brewing_read_chunk} {
+          fifo_edges_{::epoll_create1(EPOLL_CLOEXEC)},
+          devnull_{::open("/dev/null", O_WRONLY | O_CLOEXEC)}, queue_{opts.queue_size, [this] { wake(); }},
+          take_limit_{opts.brew_time.count() == 0 ? instant_take : brewing_take},
+          stdout_is_journal_{is_journal_stream(STDOUT_FILENO)} {
         if (!wake_)
             throw_system_error(errno, "eventfd");
+        if (!fifo_edges_)
+            throw_system_error(errno, "epoll_create1");
+        if (!devnull_)
+            throw_system_error(errno, "open /dev/null");
+        // The FIFO's new bytes, edge-triggered: used only while an unfinished
+        // line sits in the pipe (it stays readable, so poll() would spin).
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLET;
+        if (::epoll_ctl(fifo_edges_.get(), EPOLL_CTL_ADD, fifo_.get(), &ev) != 0)
+            throw_system_error(errno, "epoll_ctl FIFO '{}'", fifo_name_);
+        auto [peek_read, peek_write] = make_pipe();
+        peek_read_ = std::move(peek_read);
+        peek_write_ = std::move(peek_write);
+        set_nonblocking(peek_write_.get(), true);
+        // As large as the FIFO can be, so that one tee() sees all of it; a
+        // smaller private pipe only means smaller takes.
+        (void)::fcntl(peek_write_.get(), F_SETPIPE_SZ, 1 << 20);
     }
     shop(const shop&) = delete;
     shop& operator=(const shop&) = delete;
@@ -87,14 +129,24 @@ private:
         (void)!::write(wake_.get(), &one, sizeof one);
     }
     void barista();
+    void serve(const order_batch& batch);
     void handle_signals();
-    void read_orders();
-    void take_line(const line_reader::line& line);
+    std::size_t take_orders(std::size_t limit);
+    std::size_t peek(std::size_t limit);
+    void consume(std::size_t bytes);
+    std::size_t pipe_bytes() const;
+    void parse_lines(std::string_view lines, order_batch& batch, std::size_t& before_finish, bool& saw_finish);
+    void reject(std::string_view what, const checked_line& check, std::string_view raw, std::size_t bytes);
+    void note_fragment(std::size_t bytes);
+    void check_fragment(clock::time_point now);
+    void replay_journal();
     void feed_queue();
     void finish(std::string_view why);
     void stop(std::string_view why);
-    void complete_line();
-    void drop_unfinished_line();
+    void move_pipe_to_journal();
+    void journal_failed(const std::system_error& e);
+    void compact_journal(bool quiet);
+    void flush_warnings();
     int shut_down();
     void report_status(bool force);
     void notify(std::string_view state) noexcept;
@@ -102,20 +154,31 @@ private:
     const options& opts_;
     unique_fd fifo_;
     std::string fifo_name_;
-    std::filesystem::path backlog_;
+    journal& journal_;
     unique_fd signals_;
     unique_fd wake_;
+    unique_fd fifo_edges_;
+    unique_fd devnull_;
+    unique_fd peek_read_;
+    unique_fd peek_write_;
     order_queue queue_;
-    std::size_t read_chunk_;
+    std::size_t take_limit_;
+    bool stdout_is_journal_;
     std::vector<std::thread> baristas_;
 
     // Reader-thread state.
     phase phase_ = phase::taking_orders;
-    line_reader lines_;
-    std::string chunk_;
-    order_batch pending_;   // read, not yet in the queue
-    order_batch leftover_;  // read after we stopped taking orders
+    std::string peeked_;
+    order_batch pending_;  // taken and journaled, not yet in the queue
+    bool discarding_ = false;  // inside an over-long line: its bytes are dropped up to its LF
+    std::size_t discarded_ = 0;
+    std::size_t fragment_bytes_ = 0;  // an unfinished line alone in the pipe
+    clock::time_point fragment_since_{};
+    bool journal_ok_ = true;
+    bool end_of_input_ = false;
     std::uint64_t rejected_ = 0;
+    std::uint64_t moved_to_journal_ = 0;
+    log_rate_limit warnings_{warning_burst, warning_interval};
     int exit_code_ = exit_ok;
     std::string last_status_;
     clock::time_point last_status_time_{};
@@ -123,15 +186,20 @@ private:
     // Shared with the baristas.
     std::atomic<std::uint64_t> served_{0};
     std::atomic<bool> output_failed_{false};
+    std::atomic<bool> served_unrecorded_{false};  // the journal failed under a barista
     std::mutex output_mutex_;
 };
 
 int shop::run() {
-    std::size_t backlog_rejected = 0;
-    pending_ = take_backlog(backlog_, backlog_rejected);
-    if (!pending_.empty() || backlog_rejected > 0)
-        spdlog::info("serving {} orders from the backlog '{}' first ({} unreadable lines dropped)", pending_.count,
-                     backlog_.native(), backlog_rejected);
+    const journal_load& loaded = journal_.loaded();
+    for (const journal_damage& d : loaded.damage)
+        spdlog::warn("journal '{}': {} bytes at offset {} are not valid records ({}); skipped, not served",
+                     journal_.path().native(), d.bytes, d.offset, d.reason);
+    if (loaded.damaged_stretches > loaded.damage.size())
+        spdlog::warn("journal '{}': {} more damaged stretches; {} bytes skipped in all", journal_.path().native(),
+                     loaded.damaged_stretches - loaded.damage.size(), loaded.damaged_bytes);
+    if (loaded.unserved > 0)
+        spdlog::info("serving {} unserved orders from the journal '{}' first", loaded.unserved, journal_.path().native());
 
     for (unsigned i = 0; i < opts_.baristas; ++i)
         baristas_.emplace_back([this] { barista(); });
@@ -147,12 +215,13 @@ int shop::run() {
 
     for (;;) {
         // Before the exit test: the last barista may have left because stdout failed.
-        if (output_failed_ && phase_ != phase::stopping) {
+        if ((output_failed_ || served_unrecorded_) && phase_ != phase::stopping) {
             exit_code_ = exit_io;
-            stop("stdout failed");
+            stop(output_failed_ ? "stdout failed" : "the journal failed");
         }
         if (queue_.baristas_left() == opts_.baristas)
             break;
+        replay_journal();
         feed_queue();
         const auto now = clock::now();
         if (phase_ != phase::stopping && now >= deadline)
@@ -162,21 +231,30 @@ int shop::run() {
             next_watchdog = now + *watchdog / 2;
         }
         report_status(false);
+        flush_warnings();
+        compact_journal(false);
 
+        const bool taking = phase_ == phase::taking_orders && pending_.empty() && journal_ok_ &&
+                            !journal_.replaying() && !end_of_input_ && journal_.bytes() < hold_bytes;
+        const bool want_orders = taking && fragment_bytes_ == 0;
+        const bool watch_fragment = taking && fragment_bytes_ > 0;
         std::array<pollfd, 3> fds{pollfd{signals_.get(), POLLIN, 0}, pollfd{wake_.get(), POLLIN, 0},
-                                  pollfd{fifo_.get(), POLLIN, 0}};
-        const bool want_orders = phase_ == phase::taking_orders && pending_.empty();
+                                  pollfd{want_orders ? fifo_.get() : fifo_edges_.get(), POLLIN, 0}};
         auto wait_until = now + status_interval;
         if (phase_ != phase::stopping)
             wait_until = std::min(wait_until, deadline);
         if (watchdog)
             wait_until = std::min(wait_until, next_watchdog);
+        if (watch_fragment)
+            wait_until = std::min(wait_until, fragment_since_ + fragment_timeout);
         const auto wait_ms = std::chrono::ceil<std::chrono::milliseconds>(std::max(wait_until - now, clock::duration::zero()));
         const int ready = retry_on_eintr([&] {
-            return ::poll(fds.data(), want_orders ? 3 : 2, static_cast<int>(wait_ms.count()));
+            return ::poll(fds.data(), want_orders || watch_fragment ? 3 : 2, static_cast<int>(wait_ms.count()));
         });
         if (ready < 0)
             throw_system_error(errno, "poll");
+        if (ready == 0)
+            compact_journal(true);
 
         if ((fds[0].revents & POLLIN) != 0)
             handle_signals();
@@ -184,15 +262,18 @@ int shop::run() {
             std::uint64_t count = 0;
             (void)!::read(wake_.get(), &count, sizeof count);
         }
-        if (want_orders && (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-            try {
-                read_orders();
-            } catch (const std::system_error& e) {
-                spdlog::error("{}", e.what());
-                exit_code_ = exit_io;
-                stop("cannot read orders");
-            }
+        try {
+            if (want_orders && phase_ == phase::taking_orders && (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) != 0)
+                take_orders(take_limit_);
+            else if (watch_fragment && phase_ == phase::taking_orders)
+                check_fragment(clock::now());
+        } catch (const std::system_error& e) {
+            // Only the journal throws from here once the pipe was peeked;
+            // a failed tee/read of the FIFO lands here too.
+            journal_failed(e);
         }
+        if (end_of_input_)
+            finish("end of input");
     }
     return shut_down();
 }
@@ -200,7 +281,7 @@ int shop::run() {
 void shop::barista() {
     const bool brewing_takes_time = opts_.brew_time.count() > 0;
     // One order at a time while brewing takes time; otherwise a whole batch
-    // as it was read, so that the queue's lock is taken per read, not per order.
+    // as it was taken, so that the queue's lock is taken per take, not per order.
     const std::size_t batch_size = brewing_takes_time ? 1 : std::numeric_limits<std::size_t>::max();
     order_batch batch;
     while (queue_.pop(batch, batch_size)) {
@@ -214,23 +295,81 @@ void shop::barista() {
                 rest.remove_prefix(lf + 1);
             }
         }
-        try {
-            // One write per batch (per order when brewing takes time): a
-            // reader of stdout sees each order as soon as it is served.
+        {
             const std::lock_guard lock{output_mutex_};
-            if (output_failed_)
-                throw std::system_error(EPIPE, std::system_category(), "stdout failed earlier");
-            write_all(STDOUT_FILENO, batch.text, "stdout");
-        } catch (const std::system_error& e) {
-            if (!output_failed_.exchange(true))
-                spdlog::error("cannot write served orders: {}", e.what());
-            queue_.put_back(std::move(batch));  // not served: they go to the backlog
-            break;
+            if (output_failed_ || served_unrecorded_)
+                break;  // not served: they wait in the journal
+            serve(batch);
         }
-        served_ += batch.count;
         batch.clear();
     }
     queue_.barista_left();
+}
+
+// Writes the batch's lines to stdout in writes of whole lines, at most
+// PIPE_BUF bytes each, and marks each write's orders served in the journal
+// once it is all out. On failure, exactly the orders whose lines went out
+// whole are marked served; the others stay unserved in the journal.
+// Called with output_mutex_ held.
+void shop::serve(const order_batch& batch) {
+    std::string_view rest = batch.text;
+    std::uint64_t seq = batch.first_seq;
+    std::string prefixed;
+    while (!rest.empty()) {
+        std::size_t end = 0;
+        std::uint64_t lines = 0;
+        const std::size_t per_line = stdout_is_journal_ ? journal_priority.size() : 0;
+        while (end < rest.size()) {
+            const std::size_t line_end = rest.find('\n', end) + 1;
+            if (lines > 0 && line_end + per_line * (lines + 1) > output_chunk)
+                break;
+            end = line_end;
+            ++lines;
+        }
+        std::string_view chunk = rest.substr(0, end);
+        if (stdout_is_journal_) {
+            // An order "<0>panic" must not set its own priority: journald
+            // strips exactly one "<N>" (sd-daemon(3)), ours.
+            prefixed.clear();
+            for (std::size_t at = 0; at < chunk.size();) {
+                const std::size_t line_end = chunk.find('\n', at) + 1;
+                prefixed += journal_priority;
+                prefixed.append(chunk.substr(at, line_end - at));
+                at = line_end;
+            }
+            chunk = prefixed;
+        }
+        std::size_t written = 0;
+        int err = 0;
+        while (written < chunk.size()) {
+            const ssize_t n = retry_on_eintr(
+                [&] { return ::write(STDOUT_FILENO, chunk.data() + written, chunk.size() - written); });
+            if (n < 0) {
+                err = errno;
+                break;
+            }
+            written += static_cast<std::size_t>(n);
+        }
+        if (err != 0)
+            lines = static_cast<std::uint64_t>(std::count(chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(written), '\n'));
+        try {
+            journal_.mark_served(seq, lines);
+        } catch (const std::system_error& e) {
+            if (!served_unrecorded_.exchange(true))
+                spdlog::error("cannot record served orders: {}; {} orders on stdout may be served again", e.what(), lines);
+            wake();
+            return;
+        }
+        served_ += lines;
+        seq += lines;
+        if (err != 0) {
+            if (!output_failed_.exchange(true))
+                spdlog::error("cannot write served orders: write to stdout: {}", std::strerror(err));
+            wake();
+            return;
+        }
+        rest.remove_prefix(end);
+    }
 }
 
 void shop::handle_signals() {
@@ -245,42 +384,210 @@ void shop::handle_signals() {
     }
 }
 
-void shop::read_orders() {
-    chunk_.clear();
-    const long n = read_some(fifo_.get(), chunk_, read_chunk_, fmt::format("FIFO '{}'", fifo_name_));
-    if (n < 0)
-        return;  // EAGAIN: someone else was quicker, or a spurious wake-up
-    if (n == 0) {
-        finish("end of input");
-        return;
-    }
-    lines_.feed(chunk_, [this](const line_reader::line& line) { take_line(line); });
-    complete_line();
+std::size_t shop::pipe_bytes() const {
+    int n = 0;
+    if (::ioctl(fifo_.get(), FIONREAD, &n) != 0)
+        throw_system_error(errno, "FIONREAD on FIFO '{}'", fifo_name_);
+    return static_cast<std::size_t>(std::max(n, 0));
 }
 
-void shop::take_line(const line_reader::line& line) {
-    const checked_line& check = line.check;
-    if (check.problem == line_problem::too_long) {
-        ++rejected_;  // its bytes are gone: the reader never holds more than one line's worth
-        spdlog::warn("malformed line ({} bytes) {}, ignoring", line.bytes, describe(check.problem));
+// Copies up to `limit` bytes from the head of the FIFO into peeked_ without
+// consuming them: tee(2) duplicates the pipe's pages into our private pipe,
+// which is then drained. Returns the count; 0 if the pipe is empty.
+std::size_t shop::peek(std::size_t limit) {
+    const ssize_t n = ::tee(fifo_.get(), peek_write_.get(), limit, SPLICE_F_NONBLOCK);
+    if (n < 0) {
+        if (errno == EAGAIN)
+            return 0;
+        throw_system_error(errno, "tee from FIFO '{}'", fifo_name_);
+    }
+    if (n == 0) {
+        end_of_input_ = true;  // no writer left, not even us (an inherited read-only fd)
+        return 0;
+    }
+    const auto size = static_cast<std::size_t>(n);
+    peeked_.resize(size);
+    for (std::size_t got = 0; got < size;) {
+        const ssize_t r = retry_on_eintr([&] { return ::read(peek_read_.get(), peeked_.data() + got, size - got); });
+        if (r <= 0)
+            throw_system_error(r < 0 ? errno : EIO, "read the private pipe");
+        got += static_cast<std::size_t>(r);
+    }
+    return size;
+}
+
+// Consumes exactly `bytes` from the FIFO: they are already recorded (or
+// dropped on purpose). splice to /dev/null moves no data.
+void shop::consume(std::size_t bytes) {
+    while (bytes > 0) {
+        ssize_t n = ::splice(fifo_.get(), nullptr, devnull_.get(), nullptr, bytes, SPLICE_F_NONBLOCK);
+        if (n < 0 && errno == EINVAL) {
+            std::array<char, 65536> sink{};
+            n = retry_on_eintr([&] { return ::read(fifo_.get(), sink.data(), std::min(bytes, sink.size())); });
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            throw_system_error(n < 0 ? errno : EIO, "take {} bytes from FIFO '{}'", bytes, fifo_name_);
+        bytes -= static_cast<std::size_t>(n);
+    }
+}
+
+// Takes the whole lines at the head of the pipe, up to about `limit` bytes:
+// peeks at them, records the valid orders in the journal, and only then
+// consumes exactly their bytes. Whatever happens to the process, the pipe
+// then holds whole lines only, and every order that left it is in the
+// journal. Returns the bytes consumed (0: nothing whole was there).
+// Throws system_error (nothing consumed) when the journal fails.
+std::size_t shop::take_orders(std::size_t limit) {
+    const std::size_t n = peek(limit);
+    if (n == 0)
+        return 0;
+    std::string_view bytes = peeked_;
+    std::size_t taken = 0;
+    if (discarding_) {
+        const std::size_t lf = bytes.find('\n');
+        if (lf == std::string_view::npos) {
+            consume(n);
+            discarded_ += n;
+            return n;
+        }
+        discarded_ += lf;
+        reject("malformed line", checked_line{line_problem::too_long, {}, max_order_bytes}, {}, discarded_ + 1);
+        discarding_ = false;
+        taken = lf + 1;
+        bytes.remove_prefix(taken);
+    }
+    const std::size_t last_lf = bytes.rfind('\n');
+    if (last_lf == std::string_view::npos) {
+        if (taken > 0) {
+            consume(taken);
+            return taken;
+        }
+        if (n > max_order_bytes) {
+            // A line's worth without an LF: an over-long line. Drop it as it
+            // comes, in big reads, never byte by byte.
+            consume(n);
+            discarding_ = true;
+            discarded_ = n;
+            return n;
+        }
+        note_fragment(n);
+        return 0;
+    }
+    const std::string_view lines = bytes.substr(0, last_lf + 1);
+    order_batch batch;
+    std::size_t before_finish = 0;
+    bool saw_finish = false;
+    parse_lines(lines, batch, before_finish, saw_finish);
+    journal_.append_orders(batch);  // throws: nothing consumed, nothing lost
+    taken += lines.size();
+    consume(taken);
+    fragment_bytes_ = 0;
+    if (phase_ == phase::taking_orders && before_finish > 0) {
+        if (before_finish == batch.count) {
+            pending_ = std::move(batch);
+        } else {
+            // Orders after 'finish' wait in the journal for the next start.
+            std::size_t end = 0;
+            for (std::size_t i = 0; i < before_finish; ++i)
+                end = batch.text.find('\n', end) + 1;
+            pending_.text.assign(batch.text, 0, end);
+            pending_.count = before_finish;
+            pending_.first_seq = batch.first_seq;
+        }
+    } else if (phase_ != phase::taking_orders) {
+        moved_to_journal_ += batch.count;
+    }
+    if (saw_finish)
+        finish("received 'finish'");
+    return taken;
+}
+
+void shop::parse_lines(std::string_view lines, order_batch& batch, std::size_t& before_finish, bool& saw_finish) {
+    while (!lines.empty()) {
+        const std::size_t lf = lines.find('\n');
+        const std::string_view raw = lines.substr(0, lf);
+        lines.remove_prefix(lf + 1);
+        const checked_line check = check_line(raw);
+        if (check.problem != line_problem::none) {
+            reject("malformed line", check, raw, raw.size() + 1);
+            continue;
+        }
+        if (check.text.empty())
+            continue;
+        if (check.text == finish_message) {
+            if (phase_ == phase::taking_orders && !saw_finish && opts_.until_finish) {
+                saw_finish = true;
+            } else if (phase_ == phase::taking_orders && !opts_.until_finish) {
+                spdlog::info("received 'finish', ignoring it: not started with --until-finish");
+            }
+            continue;
+        }
+        batch.add(check.text);
+        if (!saw_finish)
+            before_finish = batch.count;
+    }
+}
+
+void shop::reject(std::string_view what, const checked_line& check, std::string_view raw, std::size_t bytes) {
+    ++rejected_;
+    if (!warnings_.allow())
+        return;
+    flush_warnings();
+    if (check.problem == line_problem::too_long)
+        spdlog::warn("{} ({} bytes) {}, ignoring", what, bytes, describe(check.problem));
+    else
+        spdlog::warn("{} ({} bytes) {} at byte {}: '{}', ignoring", what, bytes, describe(check.problem), check.offset,
+                     printable(raw));
+}
+
+void shop::flush_warnings() {
+    if (const std::uint64_t n = warnings_.take_suppressed(); n > 0)
+        spdlog::warn("{} more malformed lines were not logged (at most {} per {})", n, warning_burst,
+                     format_duration(warning_interval));
+}
+
+// Only an unfinished line is in the pipe. Watch for new bytes (edges on the
+// FIFO); if none come for fragment_timeout, the line is dropped.
+void shop::note_fragment(std::size_t bytes) {
+    if (bytes != fragment_bytes_) {
+        fragment_bytes_ = bytes;
+        fragment_since_ = clock::now();
+    }
+    // Forget the edges seen so far, then look again: a write between the
+    // tee and here must not be missed.
+    std::array<epoll_event, 1> events{};
+    (void)::epoll_wait(fifo_edges_.get(), events.data(), 1, 0);
+    if (pipe_bytes() != bytes)
+        fragment_bytes_ = 0;  // more came: take again at once
+}
+
+void shop::check_fragment(clock::time_point now) {
+    std::array<epoll_event, 1> events{};
+    (void)::epoll_wait(fifo_edges_.get(), events.data(), 1, 0);
+    if (pipe_bytes() != fragment_bytes_) {
+        fragment_bytes_ = 0;
         return;
     }
-    if (check.problem != line_problem::none) {
-        ++rejected_;
-        spdlog::warn("malformed line ({} bytes) {} at byte {}: '{}', ignoring", line.bytes, describe(check.problem),
-                     check.offset, printable(line.raw));
+    if (now - fragment_since_ < fragment_timeout)
         return;
+    const std::size_t n = peek(fragment_bytes_);
+    consume(n);
+    ++rejected_;
+    spdlog::warn("dropped {} bytes of an unfinished line (no LF, nothing more for {}): '{}'", n,
+                 format_duration(fragment_timeout), printable(peeked_));
+    fragment_bytes_ = 0;
+}
+
+void shop::replay_journal() {
+    if (!journal_.replaying() || phase_ != phase::taking_orders || !pending_.empty())
+        return;
+    try {
+        (void)journal_.replay(pending_, take_limit_);
+    } catch (const std::system_error& e) {
+        journal_failed(e);
     }
-    if (check.text.empty())
-        return;
-    if (check.text == finish_message) {
-        if (phase_ == phase::taking_orders && opts_.until_finish)
-            finish("received 'finish'");
-        else if (phase_ == phase::taking_orders)
-            spdlog::info("received 'finish', ignoring it: not started with --until-finish");
-        return;
-    }
-    (phase_ == phase::taking_orders ? pending_ : leftover_).add(check.text);
 }
 
 void shop::feed_queue() {
@@ -298,7 +605,7 @@ void shop::finish(std::string_view why) {
     phase_ = phase::draining;
     spdlog::info("{}: taking no more orders; serving the {} accepted", why, queue_.size() + pending_.count);
     notify("STOPPING=1");
-    drop_unfinished_line();
+    move_pipe_to_journal();
 }
 
 void shop::stop(std::string_view why) {
@@ -307,51 +614,88 @@ void shop::stop(std::string_view why) {
     const bool was_taking = phase_ == phase::taking_orders;
     phase_ = phase::stopping;
     queue_.close(false);
-    spdlog::info("{}: stopping; orders being brewed will finish, the others go to the backlog", why);
+    spdlog::info("{}: stopping; orders being brewed will finish, the others wait in the journal", why);
     notify("STOPPING=1");
     if (was_taking)
-        drop_unfinished_line();
+        move_pipe_to_journal();
 }
 
-// A read may end inside a line whose rest is still in the pipe: a producer
-// writes whole lines in one atomic write, so the rest is there already. Read
-// on, one byte at a time so as to take nothing past its LF, until the line
-// is complete. Between two reads we then never hold half a line, so even a
-// kill -9 cannot leave the tail of one in the pipe for the next consumer to
-// serve as an order; and a stop saves whole lines to the backlog.
-void shop::complete_line() {
-    char byte = 0;
-    for (std::size_t i = 0; i < max_line_bytes && lines_.mid_line(); ++i) {
-        const ssize_t n = retry_on_eintr([&] { return ::read(fifo_.get(), &byte, 1); });
-        if (n <= 0)
-            break;
-        lines_.feed({&byte, 1}, [this](const line_reader::line& line) { take_line(line); });
+// At a stop, the whole lines in the pipe at that moment move to the journal,
+// so that a stop loses nothing even when no one else holds the FIFO open.
+void shop::move_pipe_to_journal() {
+    if (!journal_ok_ || end_of_input_)
+        return;
+    try {
+        const std::size_t there = pipe_bytes();
+        const std::uint64_t before = moved_to_journal_;
+        for (std::size_t moved = 0; moved < there;) {
+            const std::size_t n = take_orders(there - moved + max_line_bytes);
+            if (n == 0)
+                break;
+            moved += n;
+        }
+        if (moved_to_journal_ > before)
+            spdlog::info("moved {} orders from the pipe to the journal '{}'", moved_to_journal_ - before,
+                         journal_.path().native());
+        if (fragment_bytes_ > 0)
+            spdlog::info("left {} bytes of an unfinished line in the pipe", fragment_bytes_);
+    } catch (const std::system_error& e) {
+        journal_failed(e);
     }
 }
 
-// Bytes without an LF after them (a writer that does not speak the protocol)
-// end with us.
-void shop::drop_unfinished_line() {
-    complete_line();
-    if (lines_.mid_line())
-        spdlog::warn("dropping {} bytes of an unfinished line (no LF after them)", lines_.pending_bytes());
+void shop::journal_failed(const std::system_error& e) {
+    spdlog::error("{}", e.what());
+    journal_ok_ = false;
+    exit_code_ = exit_io;
+    stop("cannot record orders");
+}
+
+void shop::compact_journal(bool quiet) {
+    if (!journal_ok_ || journal_.replaying())
+        return;
+    const std::uint64_t size = journal_.bytes();
+    if (size == 0 || (!quiet && size < compact_bytes))
+        return;
+    try {
+        if (journal_.compact())
+            spdlog::debug("journal '{}' emptied ({} bytes, nothing in flight)", journal_.path().native(), size);
+    } catch (const std::system_error& e) {
+        spdlog::warn("{}", e.what());  // it only stays bigger
+    }
+}
+
+// How many whole lines wait in the pipe (for the last words of a failed stop).
+std::uint64_t lines_in_pipe(int fifo, int peek_write, int peek_read) {
+    int n = 0;
+    if (::ioctl(fifo, FIONREAD, &n) != 0 || n <= 0)
+        return 0;
+    const ssize_t got = ::tee(fifo, peek_write, static_cast<std::size_t>(n), SPLICE_F_NONBLOCK);
+    if (got <= 0)
+        return 0;
+    std::string bytes(static_cast<std::size_t>(got), '\0');
+    const ssize_t r = ::read(peek_read, bytes.data(), bytes.size());
+    return r <= 0 ? 0 : static_cast<std::uint64_t>(std::count(bytes.begin(), bytes.begin() + r, '\n'));
 }
 
 int shop::shut_down() {
     for (std::thread& barista : baristas_)
         barista.join();
     baristas_.clear();
-    order_batch rest = queue_.take_rest();
-    rest.append(std::move(pending_));
-    rest.append(std::move(leftover_));
-    if (!rest.empty()) {
+    flush_warnings();
+    const std::uint64_t waiting = journal_.in_flight();
+    if (journal_ok_ && !served_unrecorded_ && waiting == 0) {
         try {
-            save_backlog(backlog_, rest);
-            spdlog::info("saved {} orders not yet brewed to the backlog '{}'", rest.count, backlog_.native());
+            (void)journal_.compact();
         } catch (const std::system_error& e) {
-            spdlog::error("{}; these {} orders are lost:\n{}", e.what(), rest.count, rest.text);
-            exit_code_ = exit_io;
+            spdlog::warn("{}", e.what());
         }
+    }
+    if (exit_code_ != exit_ok) {
+        spdlog::error("{} orders wait in the journal '{}' and {} in the pipe '{}'", waiting, journal_.path().native(),
+                      lines_in_pipe(fifo_.get(), peek_write_.get(), peek_read_.get()), fifo_name_);
+    } else if (waiting > 0) {
+        spdlog::info("{} orders wait in the journal '{}' for the next start", waiting, journal_.path().native());
     }
     report_status(true);
     spdlog::info("closed: served {} orders, rejected {} lines", served_.load(), rejected_);
@@ -380,15 +724,15 @@ void shop::notify(std::string_view state) noexcept {
 }
 
 // $STATE_DIRECTORY may list several directories, separated by colons.
-std::filesystem::path default_backlog(const std::filesystem::path& fifo_path) {
+std::filesystem::path default_journal(const std::filesystem::path& fifo_path) {
     if (const char* state = std::getenv("STATE_DIRECTORY"); state != nullptr && *state != '\0') {
         const std::string_view dirs{state};
-        return std::filesystem::path{dirs.substr(0, dirs.find(':'))} / "backlog";
+        return std::filesystem::path{dirs.substr(0, dirs.find(':'))} / "journal";
     }
-    return fifo_path.native() + ".backlog";
+    return fifo_path.native() + ".journal";
 }
 
-// The path behind an inherited descriptor, for logs and the backlog's name.
+// The path behind an inherited descriptor, for logs and the journal's name.
 std::filesystem::path path_of_fd(int fd) {
     std::error_code ec;
     auto path = std::filesystem::read_symlink(fmt::format("/proc/self/fd/{}", fd), ec);
@@ -406,21 +750,37 @@ options parse_command_line(int argc, char* argv[]) {
         ("brew-time", "how long one order takes (default 4s; 0 allowed)", cxxopts::value<std::string>(), "DUR")
         ("timeout", "close the shop after this long (default: never)", cxxopts::value<std::string>(), "DUR")
         ("until-finish", "close the shop after the line 'finish', once the accepted orders are served")
-        ("backlog", "where unbrewed orders wait across a stop (default: $STATE_DIRECTORY/backlog, else FIFO.backlog)",
+        ("journal", "the order journal: every order taken from the pipe, until served (default: $STATE_DIRECTORY/journal, else FIFO.journal)",
          cxxopts::value<std::string>(), "PATH")
+        ("sync", "make each journal write durable (fdatasync) before its orders leave the pipe")
         ("queue-size", "orders read ahead of the baristas (default: 1024 with --brew-time 0, else 2 per barista)",
          cxxopts::value<std::size_t>(), "N")
         ("fifo-mode", "mode of a FIFO the shop creates (default 0600)", cxxopts::value<std::string>(), "MODE")
         ("allow-world-writable", "accept an existing FIFO that everyone may write to");
     add_common_options(spec);
 
-    const auto result = parse_or_usage(spec, argc, argv);
+    // --backlog is the old name of --journal, still accepted for old configs.
+    std::vector<std::string> args(argv, argv + argc);
+    for (std::string& arg : args) {
+        if (arg == "--backlog")
+            arg = "--journal";
+        else if (arg.starts_with("--backlog="))
+            arg = "--journal=" + arg.substr(10);
+        else if (arg == "--")
+            break;
+    }
+    std::vector<char*> renamed;
+    for (std::string& arg : args)
+        renamed.push_back(arg.data());
+    renamed.push_back(nullptr);
+    const auto result = parse_or_usage(spec, argc, renamed.data());
     if (!result.unmatched().empty())
         throw usage_error(fmt::format("unexpected argument '{}'", result.unmatched().front()));
     options opts;
     opts.common = read_common_options(result, spec, exit_codes_help);
     opts.fifo = read_path_option(result, "fifo");
-    opts.backlog = read_path_option(result, "backlog");
+    opts.journal = read_path_option(result, "journal");
+    opts.sync = result.count("sync") > 0;
     if (result.count("baristas") > 0)
         opts.baristas = result["baristas"].as<unsigned>();
     if (opts.baristas < 1 || opts.baristas > 256)
@@ -430,8 +790,9 @@ options parse_command_line(int argc, char* argv[]) {
     if (result.count("timeout") > 0)
         opts.timeout = parse_duration(result["timeout"].as<std::string>());
     opts.until_finish = result.count("until-finish") > 0;
-    // Orders read ahead are lost if the consumer is killed; the pipe keeps
-    // the others. Read ahead only as far as keeps the baristas busy.
+    // Orders taken ahead wait in the journal, not in the pipe, where another
+    // consumer could not take them. Take ahead only as far as keeps the
+    // baristas busy.
     opts.queue_size = opts.brew_time.count() == 0 ? 1024 : 2 * std::size_t{opts.baristas};
     if (result.count("queue-size") > 0)
         opts.queue_size = result["queue-size"].as<std::size_t>();
@@ -470,8 +831,8 @@ int run(const options& opts) {
             throw exit_error(exit_tempfail, fmt::format("another consumer already reads '{}'", fifo_path.native()));
         throw_system_error(errno, "lock '{}'", fifo_path.native());
     }
-    const std::filesystem::path backlog = !opts.backlog.empty() ? opts.backlog : default_backlog(fifo_path);
-    shop coffee_shop{opts, std::move(fifo), fifo_path.native(), backlog, std::move(signals)};
+    journal orders_journal{!opts.journal.empty() ? opts.journal : default_journal(fifo_path), opts.sync};
+    shop coffee_shop{opts, std::move(fifo), fifo_path.native(), orders_journal, std::move(signals)};
     return coffee_shop.run();
 }
 

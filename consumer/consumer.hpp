@@ -12,7 +12,8 @@ namespace coffee::consumer {
 struct options {
     common_options common;
     std::filesystem::path fifo;     // empty: inherited fd 3, else default_fifo_path(false)
-    std::filesystem::path backlog;  // empty: $STATE_DIRECTORY/backlog, else <fifo>.backlog
+    std::filesystem::path journal;  // empty: $STATE_DIRECTORY/journal, else <fifo>.journal
+    bool sync = false;              // fdatasync each journal append before taking the orders
     unsigned baristas = 1;
     duration brew_time = std::chrono::seconds{4};
     duration timeout{0};            // 0: no deadline
@@ -26,7 +27,7 @@ struct options {
 [[nodiscard]] options parse_command_line(int argc, char* argv[]);
 
 // Runs the shop until it is stopped (signal, --timeout, finish, EOF).
-// Returns the exit code: 0, or 74 when stdout or the backlog failed.
+// Returns the exit code: 0, or 74 when stdout or the journal failed.
 // Throws exit_error / system_error when it cannot start.
 [[nodiscard]] int run(const options& opts);
 

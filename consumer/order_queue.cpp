@@ -43,6 +43,8 @@ bool order_queue::pop(order_batch& out, std::size_t max) {
                 end = front.text.find('\n', end) + 1;
             out.text.assign(front.text, front_offset_, end - front_offset_);
             out.count = std::min(max, front.count);
+            out.first_seq = front.first_seq;
+            front.first_seq += out.count;
             front.count -= out.count;
             front_offset_ = end;
             if (front.count == 0) {
@@ -58,21 +60,6 @@ bool order_queue::pop(order_batch& out, std::size_t max) {
     if (was_full)
         wake_();
     return true;
-}
-
-void order_queue::trim_front() {
-    if (front_offset_ > 0) {
-        batches_.front().text.erase(0, front_offset_);
-        front_offset_ = 0;
-    }
-}
-
-void order_queue::put_back(order_batch&& batch) {
-    const std::lock_guard lock{mutex_};
-    trim_front();
-    size_ += batch.count;
-    batches_.push_front(std::move(batch));
-    batch.clear();
 }
 
 void order_queue::close(bool drain) {
@@ -97,17 +84,6 @@ void order_queue::barista_left() {
 std::size_t order_queue::baristas_left() const {
     const std::lock_guard lock{mutex_};
     return left_;
-}
-
-order_batch order_queue::take_rest() {
-    const std::lock_guard lock{mutex_};
-    trim_front();
-    order_batch rest;
-    for (order_batch& batch : batches_)
-        rest.append(std::move(batch));
-    batches_.clear();
-    size_ = 0;
-    return rest;
 }
 
 std::size_t order_queue::size() const {

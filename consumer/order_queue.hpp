@@ -1,6 +1,7 @@
 #pragma once
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -9,21 +10,18 @@
 
 namespace coffee::consumer {
 
-// Orders as they travel: each one followed by LF, so that a batch is read,
-// queued, written to stdout and saved to the backlog as it is.
+// Orders as they travel: each one followed by LF, so that a batch is taken,
+// journaled, queued and written to stdout as it is. The orders of one batch
+// have consecutive journal sequence numbers, from first_seq.
 struct order_batch {
     std::string text;
     std::size_t count = 0;
+    std::uint64_t first_seq = 0;
 
     void add(std::string_view order) {
         text.append(order);
         text += '\n';
         ++count;
-    }
-    void append(order_batch&& other) {
-        text += other.text;
-        count += other.count;
-        other.clear();
     }
     void clear() noexcept {
         text.clear();
@@ -50,9 +48,6 @@ public:
     // should leave: closed with nothing left to drain, or closed for a stop.
     bool pop(order_batch& out, std::size_t max);
 
-    // Puts orders back at the front (a barista could not write them out).
-    void put_back(order_batch&& batch);
-
     // No more orders will come. drain: baristas take what is queued first;
     // otherwise they leave after the order in hand, and the rest stays.
     // A stop is never turned back into a drain.
@@ -62,14 +57,9 @@ public:
     void barista_left();
     [[nodiscard]] std::size_t baristas_left() const;
 
-    // What nobody took, in order; call after every barista has left.
-    [[nodiscard]] order_batch take_rest();
-
     [[nodiscard]] std::size_t size() const;
 
 private:
-    void trim_front();  // drops the part of the front batch already taken
-
     mutable std::mutex mutex_;
     std::condition_variable not_empty_;
     std::deque<order_batch> batches_;

@@ -28,7 +28,12 @@ const std::string consumer_bin = COFFEE_CONSUMER;
 struct shop_dir {
     coffee::test::temp_dir dir;
     std::filesystem::path fifo = dir / "orders";
-    std::filesystem::path backlog = dir / "orders.backlog";
+    std::filesystem::path journal = dir / "orders.journal";
+
+    // The journal is emptied once every order in it is served.
+    [[nodiscard]] bool journal_empty() const {
+        return std::filesystem::exists(journal) && std::filesystem::file_size(journal) == 0;
+    }
 
     [[nodiscard]] spawn_options io(const std::string& name, const std::filesystem::path& in = {}) const {
         return {.stdin_file = in, .stdout_file = dir / (name + ".out"), .stderr_file = dir / (name + ".err")};
@@ -115,7 +120,7 @@ TEST_CASE("orders from arguments, stdin and a plain echo are each served once") 
                                                "Mocha #4", "Mocha #5"});
     CHECK(coffee::test::file_contains(shop.err("consumer"), "Processing order: Flat White"));
     CHECK(coffee::test::file_contains(shop.err("p2"), "delivered 5 orders"));
-    CHECK_FALSE(std::filesystem::exists(shop.backlog));
+    CHECK(shop.journal_empty());
 }
 
 TEST_CASE("8 producers x 5000 orders into one consumer: every order once, none torn or merged") {
@@ -309,8 +314,9 @@ TEST_CASE("SIGTERM with orders waiting: the next consumer serves the rest, none 
     std::vector<std::string> orders;
     for (int i = 1; i <= 30; ++i)
         orders.push_back("Order " + std::to_string(i));
-    // The first ten are read at once (4 queued, 6 pending); the other twenty
-    // wait in the pipe because the reader does not read while it has pending.
+    // The first ten are taken at once (4 queued, 6 pending); the other twenty
+    // wait in the pipe because the reader does not take while it has pending,
+    // and move to the journal at the stop.
     CHECK(shop.producer("p1", {orders.begin(), orders.begin() + 10}) == 0);
     std::this_thread::sleep_for(100ms);
     CHECK(shop.producer("p2", {orders.begin() + 10, orders.end()}) == 0);
@@ -322,13 +328,13 @@ TEST_CASE("SIGTERM with orders waiting: the next consumer serves the rest, none 
     const auto served_first = coffee::test::read_lines(shop.out("first"));
     CHECK(!served_first.empty());
     CHECK(served_first.size() < 10);
-    REQUIRE(std::filesystem::exists(shop.backlog));
+    REQUIRE(std::filesystem::file_size(shop.journal) > 0);
 
     process second = shop.consumer("second", {"--brew-time", "0", "--until-finish"});
     CHECK(shop.producer("finish", {"--finish"}) == 0);
     CHECK(second.wait() == 0);
-    CHECK(coffee::test::file_contains(shop.err("second"), "from the backlog"));
-    CHECK_FALSE(std::filesystem::exists(shop.backlog));
+    CHECK(coffee::test::file_contains(shop.err("second"), "from the journal"));
+    CHECK(shop.journal_empty());
 
     const auto all = shop.served_by({"first", "second"});
     CHECK(as_multiset(all) == as_multiset(orders));
@@ -411,7 +417,7 @@ TEST_CASE("'finish' is ignored by a consumer not started with --until-finish") {
     CHECK(consumer.wait() == 0);
 }
 
-TEST_CASE("stdout closed under the consumer: exit 74, the unserved order waits in the backlog") {
+TEST_CASE("stdout closed under the consumer: exit 74, the unserved order waits in the journal") {
     shop_dir shop;
     const auto out = shop.dir / "out";
     REQUIRE(::mkfifo(out.c_str(), 0600) == 0);
@@ -433,7 +439,11 @@ TEST_CASE("stdout closed under the consumer: exit 74, the unserved order waits i
     CHECK(shop.producer("p2", {"Second"}) == 0);
     CHECK(consumer.wait() == 74);
     CHECK(coffee::test::file_contains(shop.err("consumer"), "cannot write served orders"));
-    CHECK(coffee::test::read_file(shop.backlog) == "Second\n");
+    CHECK(coffee::test::file_contains(shop.err("consumer"), "1 orders wait in the journal"));
+    process second = shop.consumer("second", {"--brew-time", "0", "--until-finish"});
+    CHECK(shop.producer("finish", {"--finish"}) == 0);
+    CHECK(second.wait() == 0);
+    CHECK(coffee::test::read_lines(shop.out("second")) == std::vector<std::string>{"Second"});
 }
 
 TEST_CASE("--help, --version and usage errors") {

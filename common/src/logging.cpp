@@ -30,25 +30,25 @@ public:
     }
 };
 
+}  // namespace
+
 // systemd.exec(5): JOURNAL_STREAM is "device:inode" of the stream that
-// leads to the journal; only when fd 2 still is that stream do we log for it.
-bool stderr_is_journal() {
+// leads to the journal; only when the fd still is that stream is it the journal.
+bool is_journal_stream(int fd) {
     const char* stream = std::getenv("JOURNAL_STREAM");
     if (stream == nullptr)
         return false;
     uintmax_t dev = 0;
     uintmax_t ino = 0;
     struct stat st{};
-    return std::sscanf(stream, "%" SCNuMAX ":%" SCNuMAX, &dev, &ino) == 2 && ::fstat(2, &st) == 0 &&
+    return std::sscanf(stream, "%" SCNuMAX ":%" SCNuMAX, &dev, &ino) == 2 && ::fstat(fd, &st) == 0 &&
            st.st_dev == dev && st.st_ino == ino;
 }
-
-}  // namespace
 
 void init_logging(std::string_view program, spdlog::level::level_enum level) {
     auto logger = std::make_shared<spdlog::logger>(std::string{program}, std::make_shared<spdlog::sinks::stderr_sink_mt>());
     spdlog::set_default_logger(std::move(logger));
-    if (stderr_is_journal()) {
+    if (is_journal_stream(2)) {
         auto formatter = std::make_unique<spdlog::pattern_formatter>();
         formatter->add_flag<syslog_level_prefix>('*').set_pattern("%*%v");
         spdlog::set_formatter(std::move(formatter));

@@ -1,0 +1,418 @@
+#include "journal.hpp"
+
+#include <coffee/crc32c.hpp>
+#include <coffee/errors.hpp>
+#include <coffee/posix.hpp>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+namespace coffee::consumer {
+
+namespace journal_format {
+
+std::string le64(std::uint64_t n) {
+    std::string out(8, '\0');
+    for (std::size_t i = 0; i < 8; ++i)
+        out[i] = static_cast<char>((n >> (8 * i)) & 0xFFU);
+    return out;
+}
+
+std::uint64_t read_le64(std::string_view bytes) noexcept {
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < 8 && i < bytes.size(); ++i)
+        n |= std::uint64_t{static_cast<unsigned char>(bytes[i])} << (8 * i);
+    return n;
+}
+
+namespace {
+
+std::uint32_t read_le32(std::string_view bytes) noexcept {
+    std::uint32_t n = 0;
+    for (std::size_t i = 0; i < 4; ++i)
+        n |= std::uint32_t{static_cast<unsigned char>(bytes[i])} << (8 * i);
+    return n;
+}
+
+void put_le32(char* out, std::uint32_t n) noexcept {
+    for (std::size_t i = 0; i < 4; ++i)
+        out[i] = static_cast<char>((n >> (8 * i)) & 0xFFU);
+}
+
+}  // namespace
+
+// The 16-byte header of a record whose payload is seq + body.
+std::array<char, header_bytes> header(char type, std::string_view seq, std::string_view body) {
+    std::array<char, header_bytes> h{};
+    std::memcpy(h.data(), magic.data(), 4);
+    h[4] = type;
+    put_le32(h.data() + 8, static_cast<std::uint32_t>(seq.size() + body.size()));
+    std::uint32_t crc = crc32c({h.data() + 4, 8});
+    crc = crc32c(seq, crc);
+    crc = crc32c(body, crc);
+    put_le32(h.data() + 12, crc);
+    return h;
+}
+
+std::string encode(char type, std::uint64_t first_seq, std::string_view body) {
+    const std::string seq = le64(first_seq);
+    const auto h = header(type, seq, body);
+    std::string out{h.data(), h.size()};
+    out += seq;
+    out += body;
+    return out;
+}
+
+}  // namespace journal_format
+
+namespace fmt_ = journal_format;
+
+// ---- reading ----
+
+std::size_t journal_scanner::ensure(std::uint64_t pos, std::size_t n) {
+    const std::uint64_t want_end = std::min<std::uint64_t>(pos + n, end_);
+    if (want_end > buffer_offset_ + buffer_.size() || pos < buffer_offset_) {
+        // Keep nothing before pos: memory stays bounded by one record plus a read.
+        if (pos >= buffer_offset_ && pos <= buffer_offset_ + buffer_.size()) {
+            buffer_.erase(0, static_cast<std::size_t>(pos - buffer_offset_));
+        } else {
+            buffer_.clear();
+        }
+        buffer_offset_ = pos;
+        constexpr std::size_t read_ahead = 256 * 1024;
+        const std::uint64_t read_end =
+            std::min<std::uint64_t>(end_, std::max<std::uint64_t>(want_end, buffer_offset_ + buffer_.size() + read_ahead));
+        while (buffer_offset_ + buffer_.size() < read_end) {
+            const std::uint64_t from = buffer_offset_ + buffer_.size();
+            const auto size = static_cast<std::size_t>(read_end - from);
+            const std::size_t old = buffer_.size();
+            buffer_.resize(old + size);
+            const ssize_t got = retry_on_eintr(
+                [&] { return ::pread(fd_, buffer_.data() + old, size, static_cast<off_t>(from)); });
+            if (got < 0)
+                throw_system_error(errno, "read journal");
+            buffer_.resize(old + static_cast<std::size_t>(got));
+            if (got == 0) {
+                end_ = from;  // the file shrank under us
+                break;
+            }
+        }
+    }
+    const std::uint64_t have_end = buffer_offset_ + buffer_.size();
+    return pos >= have_end ? 0 : static_cast<std::size_t>(std::min<std::uint64_t>(have_end - pos, n));
+}
+
+std::string_view journal_scanner::at(std::uint64_t pos, std::size_t n) const {
+    return std::string_view{buffer_}.substr(static_cast<std::size_t>(pos - buffer_offset_), n);
+}
+
+std::uint64_t journal_scanner::find_magic(std::uint64_t from) {
+    constexpr std::size_t window = 64 * 1024;
+    while (from < end_) {
+        const std::size_t got = ensure(from, window);
+        if (got < fmt_::magic.size())
+            return end_;
+        const std::size_t found = at(from, got).find(fmt_::magic);
+        if (found != std::string_view::npos)
+            return from + found;
+        from += got - (fmt_::magic.size() - 1);
+    }
+    return end_;
+}
+
+std::string journal_scanner::check(std::uint64_t pos, std::size_t& payload) {
+    if (ensure(pos, fmt_::header_bytes) < fmt_::header_bytes)
+        return "a record cut short (torn write)";
+    const std::string_view h = at(pos, fmt_::header_bytes);
+    if (h.substr(0, 4) != fmt_::magic)
+        return "not a record";
+    const char type = h[4];
+    if ((type != fmt_::orders && type != fmt_::served) || h[5] != 0 || h[6] != 0 || h[7] != 0)
+        return "unknown record type";
+    payload = fmt_::read_le32(h.substr(8, 4));
+    if (payload > fmt_::max_payload || payload < fmt_::seq_bytes ||
+        (type == fmt_::served && payload != 2 * fmt_::seq_bytes) || (type == fmt_::orders && payload == fmt_::seq_bytes))
+        return "impossible record length";
+    if (ensure(pos, fmt_::header_bytes + payload) < fmt_::header_bytes + payload)
+        return "a record cut short (torn write)";
+    const std::string_view all = at(pos, fmt_::header_bytes + payload);
+    const std::uint32_t crc = crc32c(all.substr(fmt_::header_bytes), crc32c(all.substr(4, 8)));
+    if (crc != fmt_::read_le32(h.substr(12, 4)))
+        return "checksum mismatch";
+    if (type == fmt_::orders && all.back() != '\n')
+        return "orders not ending in LF";
+    return {};
+}
+
+std::optional<journal_scanner::record> journal_scanner::next(
+    const std::function<void(const journal_damage&)>& on_damage) {
+    std::optional<journal_damage> damage;
+    const auto report = [&](std::uint64_t until) {
+        if (damage) {
+            damage->bytes = until - damage->offset;
+            on_damage(*damage);
+            damage.reset();
+        }
+    };
+    while (pos_ < end_) {
+        std::size_t payload = 0;
+        std::string why = check(pos_, payload);
+        if (why.empty()) {
+            report(pos_);
+            const std::string_view all = at(pos_, fmt_::header_bytes + payload);
+            record r{all[4], pos_, fmt_::read_le64(all.substr(fmt_::header_bytes, 8)),
+                     all.substr(fmt_::header_bytes + fmt_::seq_bytes)};
+            pos_ += fmt_::header_bytes + payload;
+            return r;
+        }
+        if (!damage)
+            damage = journal_damage{pos_, 0, std::move(why)};
+        pos_ = find_magic(pos_ + 1);
+    }
+    report(end_);
+    return std::nullopt;
+}
+
+// ---- the file ----
+
+namespace {
+
+std::string_view type_name(mode_t mode) noexcept {
+    switch (mode & S_IFMT) {
+    case S_IFDIR: return "a directory";
+    case S_IFLNK: return "a symbolic link";
+    case S_IFSOCK: return "a socket";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    case S_IFIFO: return "a FIFO";
+    default: return "not a regular file";
+    }
+}
+
+void check_node(const std::filesystem::path& path, const struct stat& st) {
+    if (!S_ISREG(st.st_mode))
+        throw exit_error(exit_config, fmt::format("journal '{}' is {}, not a regular file; refusing it (left untouched)",
+                                                  path.native(), type_name(st.st_mode)));
+    if (st.st_uid != ::geteuid())
+        throw exit_error(exit_noperm, fmt::format("journal '{}' is owned by uid {}, not by us (uid {}); refusing it",
+                                                  path.native(), st.st_uid, ::geteuid()));
+    if (st.st_nlink > 1)
+        throw exit_error(exit_noperm, fmt::format("journal '{}' has {} hard links; refusing it (left untouched)",
+                                                  path.native(), st.st_nlink));
+}
+
+unique_fd open_journal_file(const std::filesystem::path& path) {
+    // lstat first: a FIFO or device there is never opened at all.
+    struct stat before{};
+    if (::lstat(path.c_str(), &before) == 0)
+        check_node(path, before);
+    else if (errno != ENOENT)
+        throw_system_error(errno, "stat journal '{}'", path.native());
+    unique_fd fd{retry_on_eintr([&] {
+        return ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0600);
+    })};
+    if (!fd) {
+        if (errno == ELOOP)
+            throw exit_error(exit_config, fmt::format("journal '{}' is a symbolic link; refusing it (left untouched)", path.native()));
+        throw_system_error(errno, "open journal '{}'", path.native());
+    }
+    struct stat st{};
+    if (::fstat(fd.get(), &st) != 0)
+        throw_system_error(errno, "fstat journal '{}'", path.native());
+    check_node(path, st);  // the node we opened, whatever happened since lstat
+    if ((st.st_mode & 07777) != 0600 && ::fchmod(fd.get(), 0600) != 0)
+        throw_system_error(errno, "chmod 0600 journal '{}'", path.native());
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            throw exit_error(exit_tempfail, fmt::format("another consumer uses the journal '{}'", path.native()));
+        throw_system_error(errno, "lock journal '{}'", path.native());
+    }
+    return fd;
+}
+
+}  // namespace
+
+journal::journal(std::filesystem::path path, bool sync)
+    : path_{std::move(path)}, fd_{open_journal_file(path_)}, sync_{sync} {
+    load();
+}
+
+void journal::load() {
+    struct stat st{};
+    if (::fstat(fd_.get(), &st) != 0)
+        throw_system_error(errno, "fstat journal '{}'", path_.native());
+    load_.file_bytes = static_cast<std::uint64_t>(st.st_size);
+    size_ = load_.file_bytes;
+    if (size_ == 0)
+        return;
+
+    // Pass 1: which orders were served, where the damage is, the highest number.
+    const auto on_damage = [this](const journal_damage& d) {
+        load_.damaged_bytes += d.bytes;
+        if (++load_.damaged_stretches <= 10)
+            load_.damage.push_back(d);
+    };
+    journal_scanner pass1{fd_.get(), size_};
+    while (const auto r = pass1.next(on_damage)) {
+        if (r->type == fmt_::served) {
+            const std::uint64_t count = fmt_::read_le64(r->body);
+            add_served(r->first_seq, count);
+            next_seq_ = std::max(next_seq_, r->first_seq + count);
+        } else {
+            const auto n = static_cast<std::uint64_t>(std::count(r->body.begin(), r->body.end(), '\n'));
+            next_seq_ = std::max(next_seq_, r->first_seq + n);
+        }
+    }
+    // Pass 2: how many are unserved.
+    const auto ignore = [](const journal_damage&) {};
+    journal_scanner pass2{fd_.get(), size_};
+    while (const auto r = pass2.next(ignore)) {
+        if (r->type != fmt_::orders)
+            continue;
+        std::uint64_t seq = r->first_seq;
+        for (const char c : r->body) {
+            if (c != '\n')
+                continue;
+            ++load_.orders;
+            if (!is_served(seq))
+                ++load_.unserved;
+            ++seq;
+        }
+    }
+    in_flight_ = load_.unserved;
+    if (load_.unserved > 0) {
+        replay_scanner_.emplace(fd_.get(), size_);
+        replay_done_ = false;
+    }
+}
+
+bool journal::is_served(std::uint64_t seq) const {
+    auto it = served_at_load_.upper_bound(seq);
+    if (it == served_at_load_.begin())
+        return false;
+    --it;
+    return seq < it->second;
+}
+
+void journal::add_served(std::uint64_t first, std::uint64_t count) {
+    if (count == 0)
+        return;
+    std::uint64_t begin = first;
+    std::uint64_t end = first + count;
+    auto it = served_at_load_.upper_bound(begin);
+    if (it != served_at_load_.begin()) {
+        auto prev = std::prev(it);
+        if (prev->second >= begin) {
+            begin = prev->first;
+            end = std::max(end, prev->second);
+            it = served_at_load_.erase(prev);
+        }
+    }
+    while (it != served_at_load_.end() && it->first <= end) {
+        end = std::max(end, it->second);
+        it = served_at_load_.erase(it);
+    }
+    served_at_load_.emplace(begin, end);
+}
+
+bool journal::replay(order_batch& out, std::size_t max_bytes) {
+    out.clear();
+    const auto ignore = [](const journal_damage&) {};
+    while (!replay_done_) {
+        if (replay_pos_ >= replay_body_.size()) {
+            const auto r = replay_scanner_->next(ignore);
+            if (!r) {
+                replay_done_ = true;
+                replay_scanner_.reset();
+                served_at_load_.clear();
+                replay_body_.clear();
+                replay_body_.shrink_to_fit();
+                break;
+            }
+            if (r->type != fmt_::orders)
+                continue;
+            replay_body_.assign(r->body);
+            replay_pos_ = 0;
+            replay_seq_ = r->first_seq;
+        }
+        while (replay_pos_ < replay_body_.size()) {
+            const std::size_t lf = replay_body_.find('\n', replay_pos_);
+            const std::uint64_t seq = replay_seq_;
+            if (!is_served(seq)) {
+                if (!out.empty() && (seq != out.first_seq + out.count || out.text.size() >= max_bytes))
+                    return true;  // a batch holds consecutive numbers only
+                if (out.empty())
+                    out.first_seq = seq;
+                out.add(std::string_view{replay_body_}.substr(replay_pos_, lf - replay_pos_));
+            }
+            replay_pos_ = lf + 1;
+            ++replay_seq_;
+        }
+    }
+    return !out.empty();
+}
+
+void journal::write_record(char type, std::uint64_t first_seq, std::string_view body) {
+    const std::string seq = fmt_::le64(first_seq);
+    auto h = fmt_::header(type, seq, body);
+    std::array<iovec, 3> iov{iovec{h.data(), h.size()}, iovec{const_cast<char*>(seq.data()), seq.size()},
+                             iovec{const_cast<char*>(body.data()), body.size()}};
+    const std::size_t total = h.size() + seq.size() + body.size();
+    const ssize_t n = retry_on_eintr([&] { return ::writev(fd_.get(), iov.data(), static_cast<int>(iov.size())); });
+    if (n < 0 || static_cast<std::size_t>(n) != total) {
+        const int err = n < 0 ? errno : ENOSPC;
+        // Cut off what was written of the record, so the file ends where it did.
+        (void)::ftruncate(fd_.get(), static_cast<off_t>(size_));
+        throw_system_error(err, "write to journal '{}'", path_.native());
+    }
+    size_ += total;
+}
+
+void journal::append_orders(order_batch& batch) {
+    if (batch.empty())
+        return;
+    const std::lock_guard lock{mutex_};
+    write_record(fmt_::orders, next_seq_, batch.text);
+    if (sync_ && ::fdatasync(fd_.get()) != 0)
+        throw_system_error(errno, "fdatasync journal '{}'", path_.native());
+    batch.first_seq = next_seq_;
+    next_seq_ += batch.count;
+    in_flight_ += batch.count;
+}
+
+void journal::mark_served(std::uint64_t first, std::uint64_t count) {
+    if (count == 0)
+        return;
+    const std::lock_guard lock{mutex_};
+    write_record(fmt_::served, first, fmt_::le64(count));
+    in_flight_ -= std::min(in_flight_, count);
+}
+
+std::uint64_t journal::in_flight() const {
+    const std::lock_guard lock{mutex_};
+    return in_flight_;
+}
+
+std::uint64_t journal::bytes() const {
+    const std::lock_guard lock{mutex_};
+    return size_;
+}
+
+bool journal::compact() {
+    const std::lock_guard lock{mutex_};
+    if (!replay_done_ || in_flight_ > 0 || size_ == 0)
+        return false;
+    if (::ftruncate(fd_.get(), 0) != 0)
+        throw_system_error(errno, "truncate journal '{}'", path_.native());
+    size_ = 0;
+    return true;
+}
+
+}  // namespace coffee::consumer

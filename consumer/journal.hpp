@@ -1,0 +1,159 @@
+#pragma once
+#include "order_queue.hpp"
+
+#include <coffee/unique_fd.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// The consumer's write-ahead order journal (README "The journal").
+//
+// A file of records, each:
+//   magic   4 bytes  C0 FF EE 4A ("\xC0\xFF\xEEJ": never in a valid order line)
+//   type    1 byte   'O' orders, 'S' served
+//   zero    3 bytes
+//   length  4 bytes  little-endian, bytes of payload (at most max_payload)
+//   crc     4 bytes  little-endian CRC-32C of type, zero, length and payload
+//   payload          first_seq (8 bytes, little-endian), then
+//                    'O': one or more orders, each followed by LF; the i-th
+//                         has sequence number first_seq + i
+//                    'S': count (8 bytes): orders first_seq .. first_seq +
+//                         count - 1 were written whole to stdout
+// An order is unserved while no 'S' record covers its number. A torn or
+// corrupt record fails its length or checksum; the reader skips to the next
+// magic that starts a valid record and reports the bytes it skipped.
+namespace coffee::consumer {
+
+namespace journal_format {
+inline constexpr std::string_view magic{"\xC0\xFF\xEE" "J", 4};
+inline constexpr std::size_t header_bytes = 16;
+inline constexpr std::size_t seq_bytes = 8;
+inline constexpr std::size_t max_payload = (std::size_t{1} << 20) + seq_bytes;
+inline constexpr char orders = 'O';
+inline constexpr char served = 'S';
+
+// One whole record. `body` is the orders' text ('O') or the 8-byte count ('S').
+[[nodiscard]] std::string encode(char type, std::uint64_t first_seq, std::string_view body);
+// The 8-byte little-endian form of n, and back.
+[[nodiscard]] std::string le64(std::uint64_t n);
+[[nodiscard]] std::uint64_t read_le64(std::string_view bytes) noexcept;
+}  // namespace journal_format
+
+// Bytes of a journal that are not valid records.
+struct journal_damage {
+    std::uint64_t offset = 0;
+    std::uint64_t bytes = 0;
+    std::string reason;
+};
+
+// Reads the valid records of a journal file in order, with bounded memory
+// (one record plus a read buffer), whatever the file holds.
+class journal_scanner {
+public:
+    struct record {
+        char type = 0;
+        std::uint64_t offset = 0;
+        std::uint64_t first_seq = 0;
+        std::string_view body;  // valid until the next call to next()
+    };
+
+    // Reads fd (with pread, not moving its offset) from 0 to `end`.
+    journal_scanner(int fd, std::uint64_t end) : fd_{fd}, end_{end} {}
+
+    // The next valid record, or nullopt at the end. Each damaged stretch
+    // passed on the way is given to on_damage once. Throws system_error.
+    std::optional<record> next(const std::function<void(const journal_damage&)>& on_damage);
+
+private:
+    std::size_t ensure(std::uint64_t pos, std::size_t n);  // bytes available at pos, up to n
+    [[nodiscard]] std::string_view at(std::uint64_t pos, std::size_t n) const;
+    std::uint64_t find_magic(std::uint64_t from);
+    std::string check(std::uint64_t pos, std::size_t& payload);  // empty: valid
+
+    int fd_;
+    std::uint64_t end_;
+    std::uint64_t pos_ = 0;
+    std::string buffer_;
+    std::uint64_t buffer_offset_ = 0;
+};
+
+// What opening a journal found in it.
+struct journal_load {
+    std::uint64_t file_bytes = 0;
+    std::uint64_t orders = 0;    // valid order records' orders
+    std::uint64_t unserved = 0;  // of those, not marked served
+    std::uint64_t damaged_bytes = 0;
+    std::vector<journal_damage> damage;  // the first few stretches, for the log
+    std::uint64_t damaged_stretches = 0;
+};
+
+// The journal file, shared by the reader (appends orders) and the baristas
+// (mark them served). Thread-safe.
+class journal {
+public:
+    // Opens (creates 0600) the journal at `path` and takes its lock. Refuses
+    // at once, without opening it blocking or touching it: a symlink, FIFO,
+    // device, directory or socket (exit_error 78), a file owned by someone
+    // else or with other hard links (77); another consumer using it (75).
+    // sync: fdatasync each order record before append_orders returns.
+    // Then scans it (see load()). Throws exit_error / system_error.
+    journal(std::filesystem::path path, bool sync);
+
+    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+    [[nodiscard]] const journal_load& loaded() const noexcept { return load_; }
+
+    // The next orders not yet served from what was in the file when it was
+    // opened, in order, up to about max_bytes (consecutive sequence numbers).
+    // False when there are no more.
+    bool replay(order_batch& out, std::size_t max_bytes);
+    [[nodiscard]] bool replaying() const noexcept { return !replay_done_; }
+
+    // Records the orders of `batch` (text and count), giving them sequence
+    // numbers (batch.first_seq is set). On failure, a partly written record
+    // is cut off again and system_error is thrown: nothing was recorded.
+    void append_orders(order_batch& batch);
+
+    // Records that orders first..first+count-1 are served. Throws system_error.
+    void mark_served(std::uint64_t first, std::uint64_t count);
+
+    // Orders recorded and not yet marked served.
+    [[nodiscard]] std::uint64_t in_flight() const;
+    [[nodiscard]] std::uint64_t bytes() const;
+
+    // Empties the file when no order is in flight and the replay is over.
+    // Returns true when it did. Throws system_error.
+    bool compact();
+
+private:
+    void load();
+    [[nodiscard]] bool is_served(std::uint64_t seq) const;
+    void add_served(std::uint64_t first, std::uint64_t count);
+    void write_record(char type, std::uint64_t first_seq, std::string_view body);
+
+    std::filesystem::path path_;
+    unique_fd fd_;
+    bool sync_;
+    journal_load load_;
+
+    // Replay of what was there at the start.
+    std::map<std::uint64_t, std::uint64_t> served_at_load_;  // [first, end) ranges, merged
+    std::optional<journal_scanner> replay_scanner_;
+    std::string replay_body_;
+    std::size_t replay_pos_ = 0;
+    std::uint64_t replay_seq_ = 0;
+    bool replay_done_ = true;
+
+    mutable std::mutex mutex_;
+    std::uint64_t size_ = 0;
+    std::uint64_t next_seq_ = 0;
+    std::uint64_t in_flight_ = 0;
+};
+
+}  // namespace coffee::consumer
