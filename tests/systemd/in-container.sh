@@ -26,9 +26,21 @@ rm -f /var/lib/man-db/auto-update
 check "dpkg -i ${deb##*/}" dpkg -i "$deb"
 check "postinst created the group 'coffee' (sysusers.d)" getent group coffee
 check "units are known to systemd" systemctl cat $sock $svc coffee-producer.service coffee-producer.timer >/dev/null
-useradd -M -N -G coffee -s /bin/sh alice
-useradd -M -N -s /bin/sh mallory
-check "alice is in coffee, mallory is not" sh -c 'id -nG alice | grep -qw coffee && ! id -nG mallory | grep -qw coffee'
+# The container's /etc/passwd starts as the host's: test users get names no
+# host user has (a random suffix, checked with getent), so a host with its
+# own 'alice' does not break the suite.
+new_user_name() {  # PREFIX: PREFIX-<8 hex digits>, not yet in passwd or group
+    while :; do
+        _n="$1-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+        getent passwd "$_n" >/dev/null || getent group "$_n" >/dev/null || { echo "$_n"; return; }
+    done
+}
+alice=$(new_user_name ct-alice)
+mallory=$(new_user_name ct-mallory)
+echo "test users: $alice (in coffee), $mallory (not)"
+useradd -M -N -G coffee -s /bin/sh "$alice"
+useradd -M -N -s /bin/sh "$mallory"
+check "$alice is in coffee, $mallory is not" sh -c 'id -nG "$1" | grep -qw coffee && ! id -nG "$2" | grep -qw coffee' sh "$alice" "$mallory"
 
 # Test-only settings, on top of the shipped unit: a short brew so 100 orders
 # take a moment, and a 2 s watchdog so that any missed WATCHDOG=1 during the
@@ -56,11 +68,11 @@ check "/run/coffee-shop mode 0755" test "$(stat -c %a /run/coffee-shop)" = 755
 check "PID 1 holds the FIFO open" sh -c "ls -l /proc/1/fd | grep -q ' $fifo\$'"
 check "$svc inactive before any order" test "$(systemctl is-active $svc)" = inactive
 
-section "2. alice (group coffee) sends 100 orders"
+section "2. $alice (group coffee) sends 100 orders"
 t=$(date +%s.%N)
 seq 1 100 | sed 's/^/order-/' > /tmp/orders
-as_user alice coffee-producer < /tmp/orders; rc=$?
-check "coffee-producer as alice exits 0 (got $rc)" test $rc = 0
+as_user "$alice" coffee-producer < /tmp/orders; rc=$?
+check "coffee-producer as $alice exits 0 (got $rc)" test $rc = 0
 check "socket activation started $svc" wait_until 10 is_active $svc
 check "100 orders served (journalctl -u coffee-consumer)" wait_until 20 served_at_least 'order-[0-9]+' 100
 echo "100 orders from producer start to journal: $(elapsed "$t")s"
@@ -74,17 +86,17 @@ user=$(stat -c %U "/proc/$pid" 2>/dev/null)
 echo "main PID $pid runs as '$user' (uid $(stat -c %u "/proc/$pid" 2>/dev/null))"
 check "runs as a dynamic user, not root" test -n "$user" -a "$user" != root
 
-section "3. mallory (not in coffee) is refused"
-err=$(as_user mallory coffee-producer intruder-1 2>&1 </dev/null); rc=$?
-echo "coffee-producer as mallory: exit $rc: $err"
+section "3. $mallory (not in coffee) is refused"
+err=$(as_user "$mallory" coffee-producer intruder-1 2>&1 </dev/null); rc=$?
+echo "coffee-producer as $mallory: exit $rc: $err"
 check "exit 77 (permission denied)" test $rc = 77
 check "the error says why (permission / group coffee)" sh -c "echo \"\$1\" | grep -qiE 'permission|group'" sh "$err"
-err=$(as_user mallory sh -c "echo intruder-2 > $fifo" 2>&1); rc=$?
-echo "shell write as mallory: exit $rc: $err"
+err=$(as_user "$mallory" sh -c "echo intruder-2 > $fifo" 2>&1); rc=$?
+echo "shell write as $mallory: exit $rc: $err"
 check "a plain shell write is refused too" sh -c "test $rc != 0 && echo \"\$1\" | grep -q 'Permission denied'" sh "$err"
 sleep 0.5
-check "nothing from mallory got in" test "$(journal $svc | grep -c intruder)" = 0
-check "mallory could not put a file in /run/coffee-shop" test "$(ls -A /run/coffee-shop)" = orders
+check "nothing from $mallory got in" test "$(journal $svc | grep -c intruder)" = 0
+check "$mallory could not put a file in /run/coffee-shop" test "$(ls -A /run/coffee-shop)" = orders
 
 section "4. stop with orders waiting: exit 0, backlog and pipe served after the next start, none twice"
 # 300 orders of ~1 KB: more than the consumer holds (a batch of up to 64 KiB per
@@ -95,7 +107,7 @@ systemctl reset-failed $svc $sock
 systemctl restart $svc
 pad=$(head -c 1000 /dev/zero | tr '\0' x)
 seq 1 300 | sed "s/\$/-$pad/; s/^/slow-/" > /tmp/slow-orders
-as_user alice coffee-producer --wait 60s < /tmp/slow-orders > /tmp/slow-producer.log 2>&1 &
+as_user "$alice" coffee-producer --wait 60s < /tmp/slow-orders > /tmp/slow-producer.log 2>&1 &
 producer=$!
 slow='slow-[0-9]+-x+'
 check "a few brewed" wait_until 10 served_at_least "$slow" 2
@@ -191,8 +203,8 @@ cmd=$(printf '%s\n' "$line" | sed -E 's/^([^[:space:]]+[[:space:]]+){5}//')
 echo "crontab line: $line"
 echo "command part: $cmd"
 before=$(served_count "$menu")
-out=$(setpriv --reuid=alice --regid="$(id -g alice)" --init-groups env -i PATH=/usr/bin:/bin HOME=/ sh -c "$cmd" </dev/null 2>&1); rc=$?
-check "under env -i PATH=/usr/bin:/bin HOME=/ as alice: exit 0 (got $rc)" test $rc = 0
+out=$(setpriv --reuid="$alice" --regid="$(id -g "$alice")" --init-groups env -i PATH=/usr/bin:/bin HOME=/ sh -c "$cmd" </dev/null 2>&1); rc=$?
+check "under env -i PATH=/usr/bin:/bin HOME=/ as $alice: exit 0 (got $rc)" test $rc = 0
 check "silent on success (cron would mail any output): '$out'" test -z "$out"
 check "its orders are served" wait_until 15 served_at_least "$menu" $((before + 4))
 
@@ -217,7 +229,7 @@ kill -KILL "$pid"
 restarted() { _p=$(main_pid); [ "$_p" != 0 ] && [ "$_p" != "$pid" ] && is_active $svc; }
 check "SIGKILL: Restart=on-failure brings the shop back (RestartSec=2s)" wait_until 10 restarted
 check "NRestarts went up by one" test "$(systemctl show -p NRestarts --value $svc)" = $((restarts + 1))
-echo after-crash | as_user alice coffee-producer
+echo after-crash | as_user "$alice" coffee-producer
 check "orders are served after the crash" wait_until 5 served_at_least after-crash 1
 
 consumer_args "--baristas 1 --no-such-option"
@@ -230,18 +242,18 @@ check "... and is not restarted (RestartPreventExitStatus=64)" test "$(systemctl
 check "the socket stays up meanwhile" is_active $sock
 consumer_args "--baristas 2 --brew-time 0"
 systemctl reset-failed $svc
-echo after-usage-error | as_user alice coffee-producer
+echo after-usage-error | as_user "$alice" coffee-producer
 check "fixed config: the next order starts the shop again" wait_until 10 served_at_least after-usage-error 1
 
 check "closing the shop: stop socket and service" systemctl stop $sock $svc
 check "RemoveOnStop=yes: the FIFO is gone" test ! -e $fifo
 t=$(date +%s.%N)
-as_user alice coffee-producer --wait 1s late-order 2>/dev/null </dev/null; rc=$?
+as_user "$alice" coffee-producer --wait 1s late-order 2>/dev/null </dev/null; rc=$?
 check "a producer waits --wait 1s, then exits 69 (got $rc after $(elapsed "$t")s)" test $rc = 69
 check "... and created nothing in its place" test ! -e $fifo
 check "the socket starts again (FIFO re-created)" systemctl start $sock
 check "FIFO back as 0620 root:coffee" test "$(stat -c '%a %U %G %F' $fifo)" = "620 root coffee fifo"
-echo reopened | as_user alice coffee-producer
+echo reopened | as_user "$alice" coffee-producer
 check "orders flow again" wait_until 10 served_at_least reopened 1
 
 section "end state"
