@@ -17,10 +17,10 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -63,9 +63,12 @@ Exit codes:
 // takes time, taking ahead serves no one sooner: take one PIPE_BUF at a time.
 constexpr std::size_t instant_take = 65536;
 constexpr std::size_t brewing_take = max_line_bytes;
-// stdout gets whole lines in writes of at most PIPE_BUF bytes, so that no
-// kill leaves half a line in a pipe, and no two writers' lines interleave.
-constexpr std::size_t output_chunk = max_line_bytes;
+// stdout gets whole lines in writes of at most PIPE_BUF bytes when it is a
+// pipe or socket, so that no kill leaves half a line there and no two
+// writers' lines interleave; a file gets bigger writes (a line is torn there
+// only by a kill in the middle of a write(), at a page boundary).
+constexpr std::size_t pipe_output_chunk = max_line_bytes;
+constexpr std::size_t file_output_chunk = 65536;
 constexpr auto status_interval = std::chrono::seconds{1};
 // An unfinished line (no LF) that nothing has added to for this long is
 // dropped, so that it is not glued onto the next writer's line.
@@ -81,27 +84,25 @@ constexpr std::uint64_t hold_bytes = 64U << 20;
 // What journald reads as "info" (sd-daemon(3)); it strips one such prefix.
 constexpr std::string_view journal_priority = "<6>";
 
+std::size_t stdout_chunk() {
+    struct stat st{};
+    if (::fstat(STDOUT_FILENO, &st) == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+        return file_output_chunk;
+    return pipe_output_chunk;
+}
+
 class shop {
 public:
     shop(const options& opts, unique_fd fifo, std::string fifo_name, journal& orders_journal, unique_fd signals)
         : opts_{opts}, fifo_{std::move(fifo)}, fifo_name_{std::move(fifo_name)}, journal_{orders_journal},
           signals_{std::move(signals)}, wake_{::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)},
-          fifo_edges_{::epoll_create1(EPOLL_CLOEXEC)},
           devnull_{::open("/dev/null", O_WRONLY | O_CLOEXEC)}, queue_{opts.queue_size, [this] { wake(); }},
           take_limit_{opts.brew_time.count() == 0 ? instant_take : brewing_take},
-          stdout_is_journal_{is_journal_stream(STDOUT_FILENO)} {
+          stdout_is_journal_{is_journal_stream(STDOUT_FILENO)}, output_chunk_{stdout_chunk()} {
         if (!wake_)
             throw_system_error(errno, "eventfd");
-        if (!fifo_edges_)
-            throw_system_error(errno, "epoll_create1");
         if (!devnull_)
             throw_system_error(errno, "open /dev/null");
-        // The FIFO's new bytes, edge-triggered: used only while an unfinished
-        // line sits in the pipe (it stays readable, so poll() would spin).
-        epoll_event ev{};
-        ev.events = EPOLLIN | EPOLLET;
-        if (::epoll_ctl(fifo_edges_.get(), EPOLL_CTL_ADD, fifo_.get(), &ev) != 0)
-            throw_system_error(errno, "epoll_ctl FIFO '{}'", fifo_name_);
         auto [peek_read, peek_write] = make_pipe();
         peek_read_ = std::move(peek_read);
         peek_write_ = std::move(peek_write);
@@ -130,12 +131,13 @@ private:
     }
     void barista();
     void serve(const order_batch& batch);
+    void cut_partial_line(std::size_t bytes);
     void handle_signals();
     std::size_t take_orders(std::size_t limit);
     std::size_t peek(std::size_t limit);
     void consume(std::size_t bytes);
     std::size_t pipe_bytes() const;
-    void parse_lines(std::string_view lines, order_batch& batch, std::size_t& before_finish, bool& saw_finish);
+    bool parse_lines(std::string_view lines, order_batch& batch, std::size_t& before_finish, bool& saw_finish);
     void reject(std::string_view what, const checked_line& check, std::string_view raw, std::size_t bytes);
     void note_fragment(std::size_t bytes);
     void check_fragment(clock::time_point now);
@@ -146,7 +148,7 @@ private:
     void move_pipe_to_journal();
     void journal_failed(const std::system_error& e);
     void compact_journal(bool quiet);
-    void flush_warnings();
+    void flush_warnings(bool all = false);
     int shut_down();
     void report_status(bool force);
     void notify(std::string_view state) noexcept;
@@ -157,13 +159,13 @@ private:
     journal& journal_;
     unique_fd signals_;
     unique_fd wake_;
-    unique_fd fifo_edges_;
     unique_fd devnull_;
     unique_fd peek_read_;
     unique_fd peek_write_;
     order_queue queue_;
     std::size_t take_limit_;
     bool stdout_is_journal_;
+    std::size_t output_chunk_;
     std::vector<std::thread> baristas_;
 
     // Reader-thread state.
@@ -174,6 +176,8 @@ private:
     std::size_t discarded_ = 0;
     std::size_t fragment_bytes_ = 0;  // an unfinished line alone in the pipe
     clock::time_point fragment_since_{};
+    clock::duration fragment_check_delay_{};
+    clock::time_point next_fragment_check_{};
     bool journal_ok_ = true;
     bool end_of_input_ = false;
     std::uint64_t rejected_ = 0;
@@ -239,20 +243,20 @@ int shop::run() {
         const bool want_orders = taking && fragment_bytes_ == 0;
         const bool watch_fragment = taking && fragment_bytes_ > 0;
         std::array<pollfd, 3> fds{pollfd{signals_.get(), POLLIN, 0}, pollfd{wake_.get(), POLLIN, 0},
-                                  pollfd{want_orders ? fifo_.get() : fifo_edges_.get(), POLLIN, 0}};
+                                  pollfd{fifo_.get(), POLLIN, 0}};
         auto wait_until = now + status_interval;
         if (phase_ != phase::stopping)
             wait_until = std::min(wait_until, deadline);
         if (watchdog)
             wait_until = std::min(wait_until, next_watchdog);
         if (watch_fragment)
-            wait_until = std::min(wait_until, fragment_since_ + fragment_timeout);
-        const auto wait_ms = std::chrono::ceil<std::chrono::milliseconds>(std::max(wait_until - now, clock::duration::zero()));
-        const int ready = retry_on_eintr([&] {
-            return ::poll(fds.data(), want_orders || watch_fragment ? 3 : 2, static_cast<int>(wait_ms.count()));
-        });
+            wait_until = std::min(wait_until, next_fragment_check_);
+        const auto wait_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::max(wait_until - now, clock::duration::zero()));
+        const timespec timeout{static_cast<time_t>(wait_ns.count() / 1'000'000'000),
+                               static_cast<long>(wait_ns.count() % 1'000'000'000)};
+        const int ready = retry_on_eintr([&] { return ::ppoll(fds.data(), want_orders ? 3 : 2, &timeout, nullptr); });
         if (ready < 0)
-            throw_system_error(errno, "poll");
+            throw_system_error(errno, "ppoll");
         if (ready == 0)
             compact_journal(true);
 
@@ -321,7 +325,7 @@ void shop::serve(const order_batch& batch) {
         const std::size_t per_line = stdout_is_journal_ ? journal_priority.size() : 0;
         while (end < rest.size()) {
             const std::size_t line_end = rest.find('\n', end) + 1;
-            if (lines > 0 && line_end + per_line * (lines + 1) > output_chunk)
+            if (lines > 0 && line_end + per_line * (lines + 1) > output_chunk_)
                 break;
             end = line_end;
             ++lines;
@@ -350,8 +354,11 @@ void shop::serve(const order_batch& batch) {
             }
             written += static_cast<std::size_t>(n);
         }
-        if (err != 0)
-            lines = static_cast<std::uint64_t>(std::count(chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(written), '\n'));
+        if (err != 0) {
+            const std::string_view out = chunk.substr(0, written);
+            lines = static_cast<std::uint64_t>(std::count(out.begin(), out.end(), '\n'));
+            cut_partial_line(out.size() - (out.rfind('\n') + 1));
+        }
         try {
             journal_.mark_served(seq, lines);
         } catch (const std::system_error& e) {
@@ -370,6 +377,18 @@ void shop::serve(const order_batch& batch) {
         }
         rest.remove_prefix(end);
     }
+}
+
+// A write that failed part-way (a full disk) left the start of a line at
+// the end of stdout. When stdout is a file we can take it back, so that the
+// file holds whole lines only; on a pipe the bytes are gone (and a pipe
+// write of at most PIPE_BUF never stops part-way).
+void shop::cut_partial_line(std::size_t bytes) {
+    if (bytes == 0 || output_chunk_ != file_output_chunk)
+        return;
+    const off_t end = ::lseek(STDOUT_FILENO, 0, SEEK_CUR);
+    if (end >= static_cast<off_t>(bytes) && ::ftruncate(STDOUT_FILENO, end - static_cast<off_t>(bytes)) == 0)
+        (void)::lseek(STDOUT_FILENO, end - static_cast<off_t>(bytes), SEEK_SET);
 }
 
 void shop::handle_signals() {
@@ -479,7 +498,15 @@ std::size_t shop::take_orders(std::size_t limit) {
     order_batch batch;
     std::size_t before_finish = 0;
     bool saw_finish = false;
-    parse_lines(lines, batch, before_finish, saw_finish);
+    if (parse_lines(lines, batch, before_finish, saw_finish)) {
+        if (taken == 0) {
+            batch.text = std::move(peeked_);  // no copy
+            batch.text.resize(lines.size());
+            peeked_.clear();
+        } else {
+            batch.text.assign(lines);
+        }
+    }
     journal_.append_orders(batch);  // throws: nothing consumed, nothing lost
     taken += lines.size();
     consume(taken);
@@ -504,30 +531,51 @@ std::size_t shop::take_orders(std::size_t limit) {
     return taken;
 }
 
-void shop::parse_lines(std::string_view lines, order_batch& batch, std::size_t& before_finish, bool& saw_finish) {
+// Appends the orders among `lines` (whole lines) to `batch`. Returns true
+// when every line was an order exactly as it stands: batch.text is then left
+// empty, for the caller to fill with `lines` in one move (the common case
+// costs no copy).
+bool shop::parse_lines(std::string_view lines, order_batch& batch, std::size_t& before_finish, bool& saw_finish) {
+    const std::string_view all = lines;
+    bool verbatim = true;
+    std::size_t verbatim_end = 0;
+    const auto copy_out = [&] {
+        if (verbatim) {
+            batch.text.assign(all.substr(0, verbatim_end));
+            verbatim = false;
+        }
+    };
     while (!lines.empty()) {
         const std::size_t lf = lines.find('\n');
         const std::string_view raw = lines.substr(0, lf);
         lines.remove_prefix(lf + 1);
         const checked_line check = check_line(raw);
         if (check.problem != line_problem::none) {
+            copy_out();
             reject("malformed line", check, raw, raw.size() + 1);
             continue;
         }
-        if (check.text.empty())
-            continue;
-        if (check.text == finish_message) {
-            if (phase_ == phase::taking_orders && !saw_finish && opts_.until_finish) {
+        if (check.text.empty() || check.text == finish_message) {
+            copy_out();
+            if (check.text.empty())
+                continue;
+            if (phase_ == phase::taking_orders && !saw_finish && opts_.until_finish)
                 saw_finish = true;
-            } else if (phase_ == phase::taking_orders && !opts_.until_finish) {
+            else if (phase_ == phase::taking_orders && !opts_.until_finish)
                 spdlog::info("received 'finish', ignoring it: not started with --until-finish");
-            }
             continue;
         }
-        batch.add(check.text);
+        if (verbatim && check.text.size() == raw.size()) {
+            verbatim_end += raw.size() + 1;
+            ++batch.count;
+        } else {
+            copy_out();
+            batch.add(check.text);
+        }
         if (!saw_finish)
             before_finish = batch.count;
     }
+    return verbatim;
 }
 
 void shop::reject(std::string_view what, const checked_line& check, std::string_view raw, std::size_t bytes) {
@@ -542,36 +590,40 @@ void shop::reject(std::string_view what, const checked_line& check, std::string_
                      printable(raw));
 }
 
-void shop::flush_warnings() {
-    if (const std::uint64_t n = warnings_.take_suppressed(); n > 0)
+void shop::flush_warnings(bool all) {
+    if (const std::uint64_t n = warnings_.take_suppressed(clock::now(), all); n > 0)
         spdlog::warn("{} more malformed lines were not logged (at most {} per {})", n, warning_burst,
                      format_duration(warning_interval));
 }
 
-// Only an unfinished line is in the pipe. Watch for new bytes (edges on the
-// FIFO); if none come for fragment_timeout, the line is dropped.
+// Only an unfinished line is in the pipe. The pipe stays readable, so
+// poll() cannot tell us when its writer adds to it, and a writer blocked in
+// a big write() does not wake an edge-triggered epoll either: look at the
+// pipe's size again after 100 us, then ever less often (up to 20 ms). A
+// writer in the middle of a line (cat of a big file) is seen at once; a
+// fragment nobody finishes costs some 30 wake-ups before it is dropped.
 void shop::note_fragment(std::size_t bytes) {
+    const auto now = clock::now();
     if (bytes != fragment_bytes_) {
         fragment_bytes_ = bytes;
-        fragment_since_ = clock::now();
+        fragment_since_ = now;
+        fragment_check_delay_ = std::chrono::microseconds{100};
     }
-    // Forget the edges seen so far, then look again: a write between the
-    // tee and here must not be missed.
-    std::array<epoll_event, 1> events{};
-    (void)::epoll_wait(fifo_edges_.get(), events.data(), 1, 0);
-    if (pipe_bytes() != bytes)
-        fragment_bytes_ = 0;  // more came: take again at once
+    next_fragment_check_ = now + fragment_check_delay_;
 }
 
 void shop::check_fragment(clock::time_point now) {
-    std::array<epoll_event, 1> events{};
-    (void)::epoll_wait(fifo_edges_.get(), events.data(), 1, 0);
+    if (now < next_fragment_check_)
+        return;
     if (pipe_bytes() != fragment_bytes_) {
-        fragment_bytes_ = 0;
+        fragment_bytes_ = 0;  // it grew: take again
         return;
     }
-    if (now - fragment_since_ < fragment_timeout)
+    if (now - fragment_since_ < fragment_timeout) {
+        fragment_check_delay_ = std::min<clock::duration>(2 * fragment_check_delay_, std::chrono::milliseconds{20});
+        next_fragment_check_ = std::min(now + fragment_check_delay_, fragment_since_ + fragment_timeout);
         return;
+    }
     const std::size_t n = peek(fragment_bytes_);
     consume(n);
     ++rejected_;
@@ -682,7 +734,7 @@ int shop::shut_down() {
     for (std::thread& barista : baristas_)
         barista.join();
     baristas_.clear();
-    flush_warnings();
+    flush_warnings(true);
     const std::uint64_t waiting = journal_.in_flight();
     if (journal_ok_ && !served_unrecorded_ && waiting == 0) {
         try {

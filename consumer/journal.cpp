@@ -137,14 +137,25 @@ std::string journal_scanner::check(std::uint64_t pos, std::size_t& payload) {
     if ((type != fmt_::orders && type != fmt_::served) || h[5] != 0 || h[6] != 0 || h[7] != 0)
         return "unknown record type";
     payload = fmt_::read_le32(h.substr(8, 4));
+    const std::uint32_t expected_crc = fmt_::read_le32(h.substr(12, 4));  // h dies with the next ensure()
     if (payload > fmt_::max_payload || payload < fmt_::seq_bytes ||
         (type == fmt_::served && payload != 2 * fmt_::seq_bytes) || (type == fmt_::orders && payload == fmt_::seq_bytes))
         return "impossible record length";
+    if (type == fmt_::orders) {
+        // Order text never holds the magic (0xC0 0xFF is not UTF-8): a claimed
+        // payload that does is not a record. Checked before reading and
+        // summing it, so that garbage full of fake headers costs one pass.
+        const std::uint64_t text = pos + fmt_::header_bytes + fmt_::seq_bytes;
+        if (next_magic_ < text)
+            next_magic_ = find_magic(text);
+        if (next_magic_ < pos + fmt_::header_bytes + payload)
+            return next_magic_ >= end_ ? "a record cut short (torn write)" : "a record overlapping the next one";
+    }
     if (ensure(pos, fmt_::header_bytes + payload) < fmt_::header_bytes + payload)
         return "a record cut short (torn write)";
     const std::string_view all = at(pos, fmt_::header_bytes + payload);
     const std::uint32_t crc = crc32c(all.substr(fmt_::header_bytes), crc32c(all.substr(4, 8)));
-    if (crc != fmt_::read_le32(h.substr(12, 4)))
+    if (crc != expected_crc)
         return "checksum mismatch";
     if (type == fmt_::orders && all.back() != '\n')
         return "orders not ending in LF";

@@ -82,6 +82,7 @@ private:
     std::uint64_t pos_ = 0;
     std::string buffer_;
     std::uint64_t buffer_offset_ = 0;
+    std::uint64_t next_magic_ = 0;  // where find_magic last found one
 };
 
 // What opening a journal found in it.

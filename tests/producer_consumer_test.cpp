@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -444,6 +445,224 @@ TEST_CASE("stdout closed under the consumer: exit 74, the unserved order waits i
     CHECK(shop.producer("finish", {"--finish"}) == 0);
     CHECK(second.wait() == 0);
     CHECK(coffee::test::read_lines(shop.out("second")) == std::vector<std::string>{"Second"});
+}
+
+TEST_CASE("kill -9 mid-brew: the journal's orders are served first, in order, and none is lost") {
+    shop_dir shop;
+    std::vector<std::string> orders;
+    for (int i = 1; i <= 40; ++i)
+        orders.push_back("Order " + std::to_string(i));
+    process first = shop.consumer("first", {"--brew-time", "100ms", "--queue-size", "4", "--sync"});
+    fifo_holder holder{shop.fifo};
+    CHECK(shop.producer("p1", {orders.begin(), orders.begin() + 20}) == 0);
+    REQUIRE(coffee::test::eventually([&] { return coffee::test::read_lines(shop.out("first")).size() >= 2; }));
+    first.kill(SIGKILL);
+    CHECK(first.wait() == 128 + SIGKILL);
+    REQUIRE(std::filesystem::file_size(shop.journal) > 0);
+    CHECK(shop.producer("p2", {orders.begin() + 20, orders.end()}) == 0);
+
+    process second = shop.consumer("second", {"--brew-time", "0", "--until-finish"});
+    CHECK(shop.producer("finish", {"--finish"}) == 0);
+    CHECK(second.wait() == 0);
+    CHECK(coffee::test::file_contains(shop.err("second"), "unserved orders from the journal"));
+    CHECK(shop.journal_empty());
+
+    // At least once, and at most once more for the one barista's order in hand.
+    const auto all = shop.served_by({"first", "second"});
+    std::vector<std::string> once;
+    for (const auto& order : all)
+        if (once.empty() || once.back() != order)
+            once.push_back(order);
+    CHECK(once == orders);
+    CHECK(all.size() <= orders.size() + 1);
+}
+
+TEST_CASE("a stop moves the whole lines in the pipe to the journal, even with no one holding the FIFO") {
+    shop_dir shop;
+    process first = shop.consumer("first", {"--brew-time", "1s", "--queue-size", "1"});
+    std::vector<std::string> orders;
+    for (int i = 1; i <= 100; ++i)  // 30 KB: more than the reader takes ahead (2 takes of 4 KiB) while brewing
+        orders.push_back("Cortado " + std::to_string(i) + " " + std::string(290, 'c'));
+    CHECK(shop.producer("p", orders) == 0);
+    std::this_thread::sleep_for(200ms);
+    first.kill(SIGTERM);
+    CHECK(first.wait() == 0);
+    CHECK(coffee::test::file_contains(shop.err("first"), "orders from the pipe to the journal"));
+    // Nobody held the FIFO: whatever stayed in the pipe is gone now. Nothing did.
+    process second = shop.consumer("second", {"--brew-time", "0", "--until-finish"});
+    CHECK(shop.producer("finish", {"--finish"}) == 0);
+    CHECK(second.wait() == 0);
+    CHECK(shop.served_by({"first", "second"}) == orders);
+}
+
+TEST_CASE("--until-finish: orders written after finish wait in the journal, with --backlog as the old name") {
+    shop_dir shop;
+    const auto journal = shop.dir / "my.journal";
+    process first = shop.consumer("first", {"--brew-time", "0", "--until-finish", "--backlog", journal.native()});
+    fifo_holder holder{shop.fifo};
+    holder.write("A\nfinish\nB\n");
+    CHECK(first.wait() == 0);
+    CHECK(coffee::test::read_lines(shop.out("first")) == std::vector<std::string>{"A"});
+    CHECK(std::filesystem::file_size(journal) > 0);
+    process second = shop.consumer("second", {"--brew-time", "0", "--until-finish", "--journal", journal.native()});
+    holder.write("C\nfinish\n");
+    CHECK(second.wait() == 0);
+    CHECK(coffee::test::read_lines(shop.out("second")) == std::vector<std::string>{"B", "C"});
+    CHECK(std::filesystem::file_size(journal) == 0);
+}
+
+TEST_CASE("stdout on a full disk: whole lines only, exit 74, the rest served by the next start without duplicates") {
+    shop_dir shop;
+    const auto mnt = shop.dir / "full";
+    std::filesystem::create_directory(mnt);
+    const auto copy = shop.dir / "served-before-full";
+    // A private mount namespace, so the small tmpfs is nobody else's business
+    // and vanishes with the consumer.
+    const std::string script = R"(mount -t tmpfs -o size=16k tmpfs "$1" || exit 99
+"$2" --fifo "$3" --journal "$4" --brew-time 0 --until-finish > "$1/out"; rc=$?
+cp "$1/out" "$5"; exit $rc)";
+    if (!std::filesystem::exists("/usr/bin/unshare")) {
+        std::printf("SKIP: /usr/bin/unshare not found (util-linux)\n");
+        return;
+    }
+    process first{{"/usr/bin/unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", mnt.native(), consumer_bin,
+                   shop.fifo.native(), shop.journal.native(), copy.native()},
+                  shop.io("first")};
+    std::vector<std::string> orders;
+    std::string text;
+    for (int i = 1; i <= 400; ++i) {
+        const std::string number = std::to_string(10000 + i).substr(1);
+        orders.push_back("Order " + number + " " + std::string(88, 'x'));  // 100 bytes with LF
+        text += orders.back() + "\n";
+    }
+    if (!coffee::test::eventually([&] { return std::filesystem::exists(shop.fifo); }, 5s)) {
+        const int rc = first.wait();
+        if (rc == 99 || rc == 1) {
+            std::printf("SKIP: cannot mount a tmpfs in a private mount namespace (unshare -m: exit %d)\n", rc);
+            return;
+        }
+        FAIL("the consumer did not start: exit " << rc);
+    }
+    coffee::test::write_file(shop.dir / "in", text);
+    CHECK(shop.producer("p", {}, shop.dir / "in") == 0);
+    CHECK(first.wait() == 74);
+    CHECK(coffee::test::file_contains(shop.err("first"), "No space left on device"));
+    const std::string before = coffee::test::read_file(copy);
+    REQUIRE(!before.empty());
+    CHECK(before.back() == '\n');  // no half line
+    const auto served_first = coffee::test::read_lines(copy);
+    CHECK(served_first.size() < orders.size());
+
+    process second = shop.consumer("second", {"--brew-time", "0", "--until-finish"});
+    CHECK(shop.producer("finish", {"--finish"}) == 0);
+    CHECK(second.wait() == 0);
+    auto all = served_first;
+    const auto served_second = coffee::test::read_lines(shop.out("second"));
+    all.insert(all.end(), served_second.begin(), served_second.end());
+    CHECK(all == orders);  // each once, in order
+}
+
+TEST_CASE("an order that starts with <0> cannot set its own priority when stdout is the journal") {
+    shop_dir shop;
+    const auto out = shop.out("c");
+    coffee::test::write_file(out, "");
+    struct stat st{};
+    REQUIRE(::stat(out.c_str(), &st) == 0);
+    auto io = shop.io("c");
+    io.env["JOURNAL_STREAM"] = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+    process consumer{{consumer_bin, "--fifo", shop.fifo.native(), "--brew-time", "0", "--until-finish"}, io};
+    REQUIRE(coffee::test::eventually([&] { return std::filesystem::exists(shop.fifo); }));
+    CHECK(shop.producer("p", {"--wait", "5s", "<0>panic", "Latte", "--finish"}) == 0);
+    CHECK(consumer.wait() == 0);
+    // journald strips exactly one <N>: ours, and the order stays text at priority 6.
+    CHECK(coffee::test::read_lines(out) == std::vector<std::string>{"<6><0>panic", "<6>Latte"});
+    // Its logs on stderr (not the journal here) are unchanged.
+    CHECK(coffee::test::file_contains(shop.err("c"), "info: Processing order: <0>panic"));
+}
+
+TEST_CASE("bytes without an LF are dropped after a quiet moment, not glued onto the next order") {
+    shop_dir shop;
+    process consumer = shop.consumer("c", {"--brew-time", "0", "--until-finish"});
+    fifo_holder raw{shop.fifo};
+    raw.write("DECAF for mallory, paid by ");
+    std::this_thread::sleep_for(1200ms);
+    raw.write("Latte for alice\n");
+    // A line written in two halves a moment apart is one order.
+    raw.write("Flat White ");
+    std::this_thread::sleep_for(100ms);
+    raw.write("for bob\nfinish\n");
+    CHECK(consumer.wait() == 0);
+    CHECK(coffee::test::read_lines(shop.out("c")) == std::vector<std::string>{"Latte for alice", "Flat White for bob"});
+    CHECK(coffee::test::file_contains(shop.err("c"), "dropped 27 bytes of an unfinished line"));
+}
+
+TEST_CASE("a flood of bad lines gives a burst of warnings and a count, and a long line without LF is cheap") {
+    shop_dir shop;
+    process consumer = shop.consumer("c", {"--brew-time", "0", "--until-finish"});
+    fifo_holder raw{shop.fifo};
+    std::string bad;
+    for (int i = 0; i < 20000; ++i)
+        bad += "bad\x01line\n";
+    raw.write(bad);
+    raw.write(std::string(20 << 20, 'y'));  // 20 MiB, then its LF
+    raw.write("\nGood\nfinish\n");
+    CHECK(consumer.wait(60s) == 0);
+    CHECK(coffee::test::read_lines(shop.out("c")) == std::vector<std::string>{"Good"});
+    const auto log = coffee::test::read_lines(shop.err("c"));
+    const auto warnings = std::count_if(log.begin(), log.end(), [](const std::string& l) { return l.find("warning") != std::string::npos; });
+    CHECK(warnings <= 13);
+    CHECK(coffee::test::file_contains(shop.err("c"), "more malformed lines were not logged"));
+    CHECK(coffee::test::file_contains(shop.err("c"), "rejected 20001 lines"));
+    rusage usage{};
+    ::getrusage(RUSAGE_CHILDREN, &usage);
+    MESSAGE("CPU of the children so far: " << usage.ru_utime.tv_sec + usage.ru_stime.tv_sec << " s");
+}
+
+TEST_CASE("an unsafe journal path is refused at once and left untouched") {
+    shop_dir shop;
+    const auto refused = [&](const std::filesystem::path& journal, int code, const std::string& why) {
+        CAPTURE(journal);
+        const auto start = std::chrono::steady_clock::now();
+        CHECK(coffee::test::run({consumer_bin, "--fifo", shop.fifo.native(), "--journal", journal.native(), "--timeout", "5s"},
+                                shop.io("c"), 10s) == code);
+        CHECK(std::chrono::steady_clock::now() - start < 3s);
+        CHECK(coffee::test::file_contains(shop.err("c"), why));
+    };
+    SUBCASE("a FIFO") {
+        const auto j = shop.dir / "j";
+        REQUIRE(::mkfifo(j.c_str(), 0600) == 0);
+        refused(j, 78, "is a FIFO, not a regular file");
+        struct stat st{};
+        REQUIRE(::lstat(j.c_str(), &st) == 0);
+        CHECK(S_ISFIFO(st.st_mode));
+    }
+    SUBCASE("/dev/null") {
+        refused("/dev/null", 78, "is a character device");
+        struct stat st{};
+        REQUIRE(::lstat("/dev/null", &st) == 0);
+        CHECK(S_ISCHR(st.st_mode));
+    }
+    SUBCASE("a directory") {
+        const auto j = shop.dir / "j";
+        std::filesystem::create_directory(j);
+        refused(j, 78, "is a directory");
+        CHECK(std::filesystem::is_empty(j));
+    }
+    SUBCASE("a symlink") {
+        const auto target = shop.dir / "precious";
+        coffee::test::write_file(target, "precious\n");
+        const auto j = shop.dir / "j";
+        std::filesystem::create_symlink(target, j);
+        refused(j, 78, "symbolic link");
+        CHECK(std::filesystem::is_symlink(j));
+        CHECK(coffee::test::read_file(target) == "precious\n");
+    }
+    SUBCASE("a file owned by someone else") {
+        const auto j = shop.dir / "j";
+        coffee::test::write_file(j, "");
+        REQUIRE(::chown(j.c_str(), 65534, 65534) == 0);
+        refused(j, 77, "owned by uid 65534");
+    }
 }
 
 TEST_CASE("--help, --version and usage errors") {

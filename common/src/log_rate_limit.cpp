@@ -23,8 +23,10 @@ bool log_rate_limit::allow(clock::time_point now) {
     return false;
 }
 
-std::uint64_t log_rate_limit::take_suppressed(clock::time_point now) {
+std::uint64_t log_rate_limit::take_suppressed(clock::time_point now, bool all) {
     roll_over(now);
+    if (all)
+        overdue_ += std::exchange(suppressed_, 0);
     return std::exchange(overdue_, 0);
 }
 

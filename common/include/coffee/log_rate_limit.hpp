@@ -21,7 +21,8 @@ public:
     // and forgets them. The caller logs one summary line when this is not 0;
     // calling it before each allowed line and from a periodic tick keeps the
     // summaries in order and at most one per interval.
-    [[nodiscard]] std::uint64_t take_suppressed(clock::time_point now = clock::now());
+    // `all`: the current interval's too (at exit, when no later tick comes).
+    [[nodiscard]] std::uint64_t take_suppressed(clock::time_point now = clock::now(), bool all = false);
 
     // Suppressed in the current interval, not yet summarised.
     [[nodiscard]] std::uint64_t suppressed() const noexcept { return suppressed_; }
