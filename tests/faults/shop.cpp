@@ -76,6 +76,13 @@ tally count(const std::vector<std::string>& expected, const std::vector<std::str
     return t;
 }
 
+std::size_t duplicate_bound(std::size_t kills, unsigned baristas, bool instant, std::size_t line_bytes) {
+    const std::size_t per_write = instant ? 4096 / line_bytes : 1;
+    const std::size_t writers = instant ? baristas + 1U : baristas;
+    const std::size_t reader_take = (instant ? 65536 : 4096) / line_bytes;
+    return kills * (writers * per_write + reader_take);
+}
+
 std::size_t distinct_served(const std::vector<std::string>& expected, const std::vector<std::string>& served) {
     const std::unordered_set<std::string_view> wanted(expected.begin(), expected.end());
     std::unordered_set<std::string_view> seen;

@@ -50,6 +50,16 @@ struct tally {
     [[nodiscard]] std::string describe() const;
 };
 [[nodiscard]] tally count(const std::vector<std::string>& expected, const std::vector<std::string>& served);
+// The duplicates README ("What the shop guarantees") allows for `kills`
+// kills: each serves again at most one write per barista (with a brew time
+// one order; with brew 0 the lines of one write, at most 4096 bytes to a
+// pipe; the reader may serve a batch itself then, so one more), plus one
+// take of the reader (4 KiB of lines with a brew time, 64 KiB with brew 0).
+// `line_bytes`: an order's line with its LF.
+[[nodiscard]] std::size_t duplicate_bound(std::size_t kills, unsigned baristas, bool instant, std::size_t line_bytes);
+// The target, tighter: one order per barista per kill.
+[[nodiscard]] inline std::size_t duplicate_target(std::size_t kills, unsigned baristas) { return kills * baristas; }
+
 // Distinct expected orders among `served`.
 [[nodiscard]] std::size_t distinct_served(const std::vector<std::string>& expected, const std::vector<std::string>& served);
 
