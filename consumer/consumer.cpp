@@ -130,6 +130,7 @@ private:
         (void)!::write(wake_.get(), &one, sizeof one);
     }
     void barista();
+    bool brew(const order_batch& batch);
     void serve(const order_batch& batch);
     void cut_partial_line(std::size_t bytes);
     void handle_signals();
@@ -283,31 +284,39 @@ int shop::run() {
 }
 
 void shop::barista() {
-    const bool brewing_takes_time = opts_.brew_time.count() > 0;
     // One order at a time while brewing takes time; otherwise a whole batch
     // as it was taken, so that the queue's lock is taken per take, not per order.
-    const std::size_t batch_size = brewing_takes_time ? 1 : std::numeric_limits<std::size_t>::max();
+    const std::size_t batch_size = opts_.brew_time.count() > 0 ? 1 : std::numeric_limits<std::size_t>::max();
     order_batch batch;
     while (queue_.pop(batch, batch_size)) {
-        if (brewing_takes_time || spdlog::should_log(spdlog::level::info)) {
-            std::string_view rest = batch.text;
-            while (!rest.empty()) {
-                const std::size_t lf = rest.find('\n');
-                spdlog::info("Processing order: {}", rest.substr(0, lf));
-                if (brewing_takes_time)
-                    std::this_thread::sleep_for(opts_.brew_time);
-                rest.remove_prefix(lf + 1);
-            }
-        }
-        {
-            const std::lock_guard lock{output_mutex_};
-            if (output_failed_ || served_unrecorded_)
-                break;  // not served: they wait in the journal
-            serve(batch);
-        }
+        const bool served = brew(batch);
+        queue_.done();
+        if (!served)
+            break;
         batch.clear();
     }
     queue_.barista_left();
+}
+
+// Logs and brews the orders, then serves them. False when stdout or the
+// journal has failed: the orders not served wait in the journal.
+bool shop::brew(const order_batch& batch) {
+    const bool brewing_takes_time = opts_.brew_time.count() > 0;
+    if (brewing_takes_time || spdlog::should_log(spdlog::level::info)) {
+        std::string_view rest = batch.text;
+        while (!rest.empty()) {
+            const std::size_t lf = rest.find('\n');
+            spdlog::info("Processing order: {}", rest.substr(0, lf));
+            if (brewing_takes_time)
+                std::this_thread::sleep_for(opts_.brew_time);
+            rest.remove_prefix(lf + 1);
+        }
+    }
+    const std::lock_guard lock{output_mutex_};
+    if (output_failed_ || served_unrecorded_)
+        return false;
+    serve(batch);
+    return !output_failed_ && !served_unrecorded_;
 }
 
 // Writes the batch's lines to stdout in writes of whole lines, at most
@@ -322,13 +331,24 @@ void shop::serve(const order_batch& batch) {
     while (!rest.empty()) {
         std::size_t end = 0;
         std::uint64_t lines = 0;
-        const std::size_t per_line = stdout_is_journal_ ? journal_priority.size() : 0;
-        while (end < rest.size()) {
-            const std::size_t line_end = rest.find('\n', end) + 1;
-            if (lines > 0 && line_end + per_line * (lines + 1) > output_chunk_)
-                break;
-            end = line_end;
-            ++lines;
+        if (stdout_is_journal_) {
+            const std::size_t per_line = journal_priority.size();
+            while (end < rest.size()) {
+                const std::size_t line_end = rest.find('\n', end) + 1;
+                if (lines > 0 && line_end + per_line * (lines + 1) > output_chunk_)
+                    break;
+                end = line_end;
+                ++lines;
+            }
+        } else if (rest.size() <= output_chunk_) {
+            end = rest.size();
+            lines = batch.first_seq + batch.count - seq;  // all that is left
+        } else {
+            // The whole lines in the first output_chunk_ bytes (at least one line).
+            end = rest.rfind('\n', output_chunk_ - 1) + 1;
+            if (end == 0)
+                end = rest.find('\n') + 1;
+            lines = static_cast<std::uint64_t>(std::count(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(end), '\n'));
         }
         std::string_view chunk = rest.substr(0, end);
         if (stdout_is_journal_) {
@@ -645,6 +665,13 @@ void shop::replay_journal() {
 void shop::feed_queue() {
     if (phase_ == phase::stopping)
         return;
+    if (!pending_.empty() && opts_.brew_time.count() == 0 && queue_.idle()) {
+        // Instant brewing and every barista idle: serve here. Handing the
+        // orders to a barista would only add a thread wake-up (tens of
+        // microseconds on a busy machine) to each order's latency.
+        (void)brew(pending_);
+        pending_.clear();
+    }
     if (!pending_.empty() && !queue_.full())
         queue_.push(std::move(pending_));
     if (phase_ == phase::draining && pending_.empty())
@@ -784,6 +811,87 @@ std::filesystem::path default_journal(const std::filesystem::path& fifo_path) {
     return fifo_path.native() + ".journal";
 }
 
+// Before the journal, orders waiting across a stop were kept in a text file,
+// the backlog: one order per line. Where one is found (the old default
+// place, or an old backlog at the journal's own path, which is first
+// renamed to PATH.old-backlog), its orders move into the journal (made
+// durable) and only then is it removed. A crash in between serves them
+// twice at worst, never loses them.
+std::filesystem::path set_aside_old_backlog(const std::filesystem::path& journal_path) {
+    const std::filesystem::path aside = journal_path.native() + ".old-backlog";
+    struct stat st{};
+    if (::lstat(journal_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0 || st.st_uid != ::geteuid())
+        return aside;  // nothing to set aside, or the journal refuses it
+    std::array<char, 4> head{};
+    {
+        unique_fd fd{::open(journal_path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)};
+        if (!fd || ::read(fd.get(), head.data(), head.size()) != static_cast<ssize_t>(head.size()) ||
+            std::string_view{head.data(), head.size()} == journal_format::magic)
+            return aside;
+    }
+    // Text, not records. Never replace an earlier one that is set aside.
+    if (::link(journal_path.c_str(), aside.c_str()) != 0)
+        throw exit_error(exit_config, fmt::format("'{}' is an old text backlog and '{}' exists ({}); serve or move them first",
+                                                  journal_path.native(), aside.native(), std::strerror(errno)));
+    if (::unlink(journal_path.c_str()) != 0)
+        throw_system_error(errno, "remove '{}' after linking it to '{}'", journal_path.native(), aside.native());
+    spdlog::info("'{}' is an old text backlog: set aside as '{}'", journal_path.native(), aside.native());
+    return aside;
+}
+
+void import_old_backlog(journal& orders_journal, const std::filesystem::path& backlog) {
+    struct stat st{};
+    if (::lstat(backlog.c_str(), &st) != 0)
+        return;
+    if (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) {
+        spdlog::warn("old backlog '{}' is not a regular file of ours; leaving it alone", backlog.native());
+        return;
+    }
+    unique_fd fd{retry_on_eintr([&] { return ::open(backlog.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC); })};
+    if (!fd)
+        throw_system_error(errno, "open old backlog '{}'", backlog.native());
+    line_reader lines;
+    order_batch batch;
+    std::uint64_t imported = 0;
+    std::uint64_t rejected = 0;
+    const auto take = [&](const line_reader::line& line) {
+        if (line.check.problem != line_problem::none)
+            ++rejected;
+        else if (!line.check.text.empty() && line.check.text != finish_message)
+            batch.add(line.check.text);
+    };
+    const auto flush = [&] {
+        imported += batch.count;
+        orders_journal.adopt(batch);
+        batch.clear();
+    };
+    std::string chunk;
+    for (;;) {
+        chunk.clear();
+        if (read_some(fd.get(), chunk, 65536, fmt::format("old backlog '{}'", backlog.native())) <= 0)
+            break;
+        lines.feed(chunk, take);
+        if (batch.text.size() >= 65536)
+            flush();
+    }
+    if (lines.mid_line())
+        lines.feed("\n", take);
+    flush();
+    orders_journal.sync();
+    if (::unlink(backlog.c_str()) != 0)
+        throw_system_error(errno, "remove old backlog '{}' (its orders are in the journal now)", backlog.native());
+    spdlog::info("moved {} orders from the old backlog '{}' into the journal ({} unreadable lines dropped)", imported,
+                 backlog.native(), rejected);
+}
+
+std::filesystem::path default_old_backlog(const std::filesystem::path& fifo_path) {
+    if (const char* state = std::getenv("STATE_DIRECTORY"); state != nullptr && *state != '\0') {
+        const std::string_view dirs{state};
+        return std::filesystem::path{dirs.substr(0, dirs.find(':'))} / "backlog";
+    }
+    return fifo_path.native() + ".backlog";
+}
+
 // The path behind an inherited descriptor, for logs and the journal's name.
 std::filesystem::path path_of_fd(int fd) {
     std::error_code ec;
@@ -883,7 +991,12 @@ int run(const options& opts) {
             throw exit_error(exit_tempfail, fmt::format("another consumer already reads '{}'", fifo_path.native()));
         throw_system_error(errno, "lock '{}'", fifo_path.native());
     }
-    journal orders_journal{!opts.journal.empty() ? opts.journal : default_journal(fifo_path), opts.sync};
+    const std::filesystem::path journal_path = !opts.journal.empty() ? opts.journal : default_journal(fifo_path);
+    const std::filesystem::path aside = set_aside_old_backlog(journal_path);
+    journal orders_journal{journal_path, opts.sync};
+    import_old_backlog(orders_journal, aside);
+    if (opts.journal.empty())
+        import_old_backlog(orders_journal, default_old_backlog(fifo_path));
     shop coffee_shop{opts, std::move(fifo), fifo_path.native(), orders_journal, std::move(signals)};
     return coffee_shop.run();
 }

@@ -398,6 +398,23 @@ void journal::append_orders(order_batch& batch) {
     in_flight_ += batch.count;
 }
 
+void journal::adopt(order_batch& batch) {
+    const std::uint64_t start = bytes();
+    append_orders(batch);
+    load_.unserved += batch.count;
+    if (replay_done_) {
+        replay_scanner_.emplace(fd_.get(), bytes(), start);
+        replay_done_ = false;
+    } else {
+        replay_scanner_->extend(bytes());
+    }
+}
+
+void journal::sync() {
+    if (::fdatasync(fd_.get()) != 0)
+        throw_system_error(errno, "fdatasync journal '{}'", path_.native());
+}
+
 void journal::mark_served(std::uint64_t first, std::uint64_t count) {
     if (count == 0)
         return;

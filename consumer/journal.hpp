@@ -65,7 +65,8 @@ public:
     };
 
     // Reads fd (with pread, not moving its offset) from 0 to `end`.
-    journal_scanner(int fd, std::uint64_t end) : fd_{fd}, end_{end} {}
+    journal_scanner(int fd, std::uint64_t end, std::uint64_t start = 0) : fd_{fd}, end_{end}, pos_{start} {}
+    void extend(std::uint64_t end) noexcept { end_ = end; }
 
     // The next valid record, or nullopt at the end. Each damaged stretch
     // passed on the way is given to on_damage once. Throws system_error.
@@ -120,6 +121,13 @@ public:
     // numbers (batch.first_seq is set). On failure, a partly written record
     // is cut off again and system_error is thrown: nothing was recorded.
     void append_orders(order_batch& batch);
+
+    // Records orders from elsewhere (an old backlog file) so that they are
+    // served with the journal's own unserved ones, after them. Throws
+    // system_error.
+    void adopt(order_batch& batch);
+    // fdatasync. Throws system_error.
+    void sync();
 
     // Records that orders first..first+count-1 are served. Throws system_error.
     void mark_served(std::uint64_t first, std::uint64_t count);

@@ -53,6 +53,7 @@ bool order_queue::pop(order_batch& out, std::size_t max) {
             }
         }
         size_ -= out.count;
+        ++in_hand_;
         more = size_ > 0;
     }
     if (more)
@@ -71,6 +72,16 @@ void order_queue::close(bool drain) {
         drain_ = drain;
     }
     not_empty_.notify_all();
+}
+
+void order_queue::done() {
+    const std::lock_guard lock{mutex_};
+    --in_hand_;
+}
+
+bool order_queue::idle() const {
+    const std::lock_guard lock{mutex_};
+    return size_ == 0 && in_hand_ == 0;
 }
 
 void order_queue::barista_left() {

@@ -53,6 +53,12 @@ public:
     // A stop is never turned back into a drain.
     void close(bool drain);
 
+    // Called by a barista when it is done with the orders pop() gave it.
+    void done();
+    // Nothing queued and no barista holding orders: whoever serves next
+    // cannot overtake anyone.
+    [[nodiscard]] bool idle() const;
+
     // Called by each barista as it leaves.
     void barista_left();
     [[nodiscard]] std::size_t baristas_left() const;
@@ -65,6 +71,7 @@ private:
     std::deque<order_batch> batches_;
     std::size_t front_offset_ = 0;  // bytes of batches_.front() already taken
     std::size_t size_ = 0;          // orders queued
+    std::size_t in_hand_ = 0;       // batches popped and not yet done()
     std::size_t capacity_;
     std::function<void()> wake_;
     bool closed_ = false;

@@ -543,6 +543,7 @@ cp "$1/out" "$5"; exit $rc)";
         }
         FAIL("the consumer did not start: exit " << rc);
     }
+    fifo_holder holder{shop.fifo};  // the producer may finish after the consumer stopped
     coffee::test::write_file(shop.dir / "in", text);
     CHECK(shop.producer("p", {}, shop.dir / "in") == 0);
     CHECK(first.wait() == 74);
@@ -662,6 +663,28 @@ TEST_CASE("an unsafe journal path is refused at once and left untouched") {
         coffee::test::write_file(j, "");
         REQUIRE(::chown(j.c_str(), 65534, 65534) == 0);
         refused(j, 77, "owned by uid 65534");
+    }
+}
+
+TEST_CASE("an old text backlog is moved into the journal and served first") {
+    shop_dir shop;
+    SUBCASE("at the old default place") {
+        coffee::test::write_file(shop.dir / "orders.backlog", "Old 1\nOld 2\n");
+        process consumer = shop.consumer("c", {"--brew-time", "0", "--until-finish"});
+        CHECK(shop.producer("p", {"New", "--finish"}) == 0);
+        CHECK(consumer.wait() == 0);
+        CHECK(coffee::test::read_lines(shop.out("c")) == std::vector<std::string>{"Old 1", "Old 2", "New"});
+        CHECK_FALSE(std::filesystem::exists(shop.dir / "orders.backlog"));
+    }
+    SUBCASE("at the path an old config names with --backlog") {
+        const auto path = shop.dir / "state-backlog";
+        coffee::test::write_file(path, "Old 1\nOld 2");
+        process consumer = shop.consumer("c", {"--brew-time", "0", "--until-finish", "--backlog", path.native()});
+        CHECK(shop.producer("p", {"New", "--finish"}) == 0);
+        CHECK(consumer.wait() == 0);
+        CHECK(coffee::test::read_lines(shop.out("c")) == std::vector<std::string>{"Old 1", "Old 2", "New"});
+        CHECK(std::filesystem::file_size(path) == 0);  // the journal now, emptied
+        CHECK_FALSE(std::filesystem::exists(path.native() + ".old-backlog"));
     }
 }
 
