@@ -72,10 +72,18 @@ while it keeps failing), at most --start-limit times per --start-interval.
 SIGTERM and SIGINT stop it gracefully (then SIGKILL after --stop-timeout);
 SIGHUP is forwarded.
 
+Serve never ends holding orders silently. When it is about to end (the
+consumer finished on its own, stopped, or hit the start limit) and orders are
+still in the FIFO, it starts the consumer once more and asks it to stop (SIGTERM)
+as soon as it can take the request, which moves the pipe's whole lines into the
+consumer's journal. Whatever is still in the FIFO then is logged at error level
+(bytes and whole lines) and serve exits 75.
+
 Exit codes:
   0    stopped by SIGTERM/SIGINT after the consumer stopped gracefully, or the
-       consumer finished on its own (status 0)
+       consumer finished on its own (status 0); the FIFO is empty
   1    the consumer had to be killed, or kept failing (start limit)
+  75   orders were left in the FIFO (logged): they go when it closes
   64   usage error (also when the consumer reports one: it is not restarted)
   77, 78  the FIFO is unsafe or not a FIFO (also from the consumer)
   126, 127  the consumer is not executable / not found

@@ -19,8 +19,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cerrno>
 #include <deque>
+#include <fstream>
+#include <string>
 
 namespace coffee::launcher {
 
@@ -35,6 +39,84 @@ bool is_config_failure(int status) noexcept {
         return false;
     const int code = WEXITSTATUS(status);
     return code == exit_usage || code == exit_noperm || code == exit_config || code == 126 || code == 127;
+}
+
+// What is still in the pipe, counted without taking it: tee(2) duplicates
+// the bytes into a private pipe, where the LFs are counted.
+struct leftover {
+    int bytes = 0;
+    std::size_t lines = 0;  // whole lines among the bytes looked at
+    bool all_seen = true;   // false when the private pipe could not take them all
+};
+
+leftover orders_left(int fifo) {
+    leftover left;
+    if (::ioctl(fifo, FIONREAD, &left.bytes) != 0 || left.bytes <= 0) {
+        left.bytes = 0;
+        return left;
+    }
+    pipe_ends copy = make_pipe();
+    (void)::fcntl(copy.write.get(), F_SETPIPE_SZ, left.bytes);  // best effort; tee stops at its capacity
+    const ssize_t copied = retry_on_eintr(
+        [&] { return ::tee(fifo, copy.write.get(), static_cast<std::size_t>(left.bytes), SPLICE_F_NONBLOCK); });
+    left.all_seen = copied == left.bytes;
+    copy.write.reset();
+    char buf[65536];
+    for (ssize_t n; (n = retry_on_eintr([&] { return ::read(copy.read.get(), buf, sizeof buf); })) > 0;)
+        left.lines += static_cast<std::size_t>(std::count(buf, buf + n, '\n'));
+    return left;
+}
+
+// True once `pid` blocks SIGTERM: the consumer then takes it as a stop
+// request (signalfd) instead of dying of it.
+bool blocks_sigterm(pid_t pid) {
+    std::ifstream status{fmt::format("/proc/{}/status", pid)};
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind("SigBlk:", 0) == 0)
+            return (std::stoull(line.substr(7), nullptr, 16) & (1ULL << (SIGTERM - 1))) != 0;
+    }
+    return false;
+}
+
+// The drain pass: the consumer is started once more and asked to stop as
+// soon as it can take the request, which makes it move the whole lines in
+// the pipe into its journal (the consumer's stop path). Bounded by
+// `stop_timeout`, then SIGKILL. Signals to us meanwhile are not lost: a
+// stop request was already being carried out.
+void drain_into_journal(const spawn_request& request, const unique_fd& signals, duration stop_timeout) {
+    child_process consumer;
+    try {
+        consumer = child_process::spawn(request);
+    } catch (const std::system_error& e) {
+        spdlog::error("cannot start the consumer to take the orders left in the FIFO: {}", e.what());
+        return;
+    }
+    spdlog::info("started the consumer once more as pid {} to move the orders left in the FIFO into its journal",
+                 consumer.pid());
+    const auto deadline = clock::now() + stop_timeout;
+    bool asked = false;
+    for (;;) {
+        std::array<pollfd, 1> fds{{{signals.get(), POLLIN, 0}}};
+        if (retry_on_eintr([&] { return ::poll(fds.data(), fds.size(), 5); }) < 0)
+            throw_system_error(errno, "poll");
+        while (const auto sig = read_signal(signals)) {
+            if (*sig == SIGCHLD && consumer.try_wait()) {
+                spdlog::info("the consumer (pid {}) {}", consumer.pid(), describe_wait_status(*consumer.status()));
+                return;
+            }
+        }
+        if (!asked && blocks_sigterm(consumer.pid())) {
+            consumer.send_signal(SIGTERM);
+            asked = true;
+        }
+        if (clock::now() >= deadline) {
+            spdlog::warn("the consumer (pid {}) did not stop within {}; sending SIGKILL", consumer.pid(),
+                         format_duration(stop_timeout));
+            consumer.send_signal(SIGKILL);
+            (void)consumer.wait();
+            return;
+        }
+    }
 }
 
 }  // namespace
@@ -86,6 +168,24 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
     };
     (void)start();
 
+    // Every way out passes here: serve never ends holding orders silently.
+    // When the consumer ended cleanly (or asked to stop) and orders are
+    // still in the FIFO, it gets one chance to move them into its journal;
+    // whatever is still there then is reported at error level, exit 75.
+    const auto finish = [&](int code, bool drain) {
+        leftover left = orders_left(fifo.get());
+        if (left.bytes > 0 && drain) {
+            drain_into_journal(request, signals, opts.stop_timeout);
+            left = orders_left(fifo.get());
+        }
+        if (left.bytes == 0)
+            return code;
+        spdlog::error("{} bytes ({}{} whole lines) of orders are left in the FIFO '{}': lost when it closes, unless "
+                      "something else holds it open",
+                      left.bytes, left.all_seen ? "" : "at least ", left.lines, fifo_path.native());
+        return code == exit_ok ? exit_tempfail : code;
+    };
+
     for (;;) {
         std::array<pollfd, 1> fds{{{signals.get(), POLLIN, 0}}};
         const int timeout = detail::poll_timeout(detail::earliest(restart_at, kill_deadline));
@@ -103,7 +203,7 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
                 stop_signal = *sig;
                 if (!consumer.running()) {
                     spdlog::info("received {} while the consumer is down: stopping", signal_name(*sig));
-                    return exit_ok;
+                    return finish(exit_ok, true);
                 }
                 spdlog::info("received {}: stopping the consumer (pid {})", signal_name(*sig), consumer.pid());
                 consumer.send_signal(*sig);
@@ -119,19 +219,16 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
                 const bool graceful = (WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
                                       (WIFSIGNALED(status) && WTERMSIG(status) == stop_signal);
                 spdlog::info("the consumer (pid {}) {}: done", consumer.pid(), describe_wait_status(status));
-                int left = 0;
-                if (::ioctl(fifo.get(), FIONREAD, &left) == 0 && left > 0)
-                    spdlog::warn("{} bytes of orders are left in the FIFO and go with it", left);
-                return graceful ? exit_ok : exit_failure;
+                return finish(graceful ? exit_ok : exit_failure, true);
             }
             if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
                 spdlog::info("the consumer (pid {}) finished on its own: stopping", consumer.pid());
-                return exit_ok;
+                return finish(exit_ok, true);
             }
             if (is_config_failure(status)) {
                 spdlog::error("the consumer (pid {}) {}: a configuration problem, not restarting", consumer.pid(),
                               describe_wait_status(status));
-                return WEXITSTATUS(status);
+                return finish(WEXITSTATUS(status), false);
             }
             failures_in_a_row = now - started_at < opts.start_interval ? failures_in_a_row + 1 : 1;
             auto delay = opts.restart_delay;
@@ -147,7 +244,7 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
             if (!start()) {
                 spdlog::error("the consumer was started {} times within {}: giving up", opts.start_limit,
                               format_duration(opts.start_interval));
-                return exit_failure;
+                return finish(exit_failure, true);
             }
         }
         if (kill_deadline && now >= *kill_deadline && consumer.running()) {

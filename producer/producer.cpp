@@ -23,13 +23,16 @@ Orders come from the ORDER arguments, else from stdin, one per line ("-" as
 an ORDER reads stdin there). Each order is one line of UTF-8 text of at most
 4095 bytes, without control characters. Whole lines are packed into writes of
 at most 4096 bytes, so orders from many producers never interleave.
+--finish sends "finish" after the orders; with no ORDER and no --count it
+reads stdin's orders first, unless stdin is a terminal.
 
 Exit codes:
   0   every order was delivered
   64  usage error
   65  some orders were malformed and skipped; the others were delivered
   69  no FIFO, or no consumer reading it, within --wait
-  74  the consumer went away; delivered and undelivered counts are logged
+  74  the consumer went away; how many orders were delivered and how many
+      not (the rest of stdin is read to count them) is logged
   77  permission denied on the FIFO
   78  the path is not a FIFO (regular file, symlink, directory, socket)
 )";
@@ -38,38 +41,63 @@ constexpr std::array menu{"Espresso", "Arabica", "Latte", "Cappuccino"};
 
 // Packs whole lines into writes of at most max_line_bytes: POSIX makes such
 // a write to a pipe atomic, so no other producer's line lands inside ours.
+// Once the consumer has gone away (EPIPE), nothing more is written: every
+// order offered from then on, and the batch that failed, is counted as not
+// delivered, so the final count is exact.
 class order_sender {
 public:
     explicit order_sender(unique_fd fifo) : fifo_{std::move(fifo)} { batch_.reserve(max_line_bytes); }
 
     // Queues one line (text without LF); writes the batch first if the line
-    // would not fit. Throws std::system_error when the write fails. Only
-    // orders are counted, not control lines.
+    // would not fit. Throws std::system_error when a write fails other than
+    // with EPIPE. Only orders are counted, not control lines.
     void add(std::string_view text, bool is_order = true) {
+        if (gone_) {
+            not_delivered_ += is_order ? 1 : 0;
+            return;
+        }
         if (batch_.size() + text.size() + 1 > max_line_bytes)
             flush();
+        if (gone_) {
+            not_delivered_ += is_order ? 1 : 0;
+            return;
+        }
         batch_.append(text);
         batch_ += '\n';
         batched_ += is_order ? 1 : 0;
     }
 
+    // Orders known not to be sent without going through add(): --count's rest.
+    void skip(std::uint64_t orders) noexcept { not_delivered_ += orders; }
+
     void flush() {
         if (batch_.empty())
             return;
-        write_all(fifo_.get(), batch_, "the FIFO");
-        delivered_ += batched_;
+        try {
+            // At most PIPE_BUF bytes: all of it is written, or none (EPIPE).
+            write_all(fifo_.get(), batch_, "the FIFO");
+            delivered_ += batched_;
+        } catch (const std::system_error& e) {
+            if (e.code().value() != EPIPE)
+                throw;
+            gone_ = true;
+            not_delivered_ += batched_;
+        }
         batched_ = 0;
         batch_.clear();
     }
 
+    [[nodiscard]] bool consumer_gone() const noexcept { return gone_; }
     [[nodiscard]] std::uint64_t delivered() const noexcept { return delivered_; }
-    [[nodiscard]] std::uint64_t batched() const noexcept { return batched_; }
+    [[nodiscard]] std::uint64_t not_delivered() const noexcept { return not_delivered_; }
 
 private:
     unique_fd fifo_;
     std::string batch_;
     std::uint64_t batched_ = 0;
     std::uint64_t delivered_ = 0;
+    std::uint64_t not_delivered_ = 0;
+    bool gone_ = false;
 };
 
 // Where the orders come from, and what became of them.
@@ -93,11 +121,17 @@ public:
         }
     }
 
+    // Reads stdin to its end. When the consumer goes away meanwhile, the rest
+    // is still read, to count what is not delivered, unless stdin is a
+    // terminal (nobody would ever type its end).
     void read_stdin() {
         line_reader lines;
         std::string chunk;
         std::uint64_t line_number = 0;
+        const bool terminal = ::isatty(STDIN_FILENO) == 1;
         for (;;) {
+            if (sender_.consumer_gone() && terminal)
+                return;
             chunk.clear();
             if (read_some(STDIN_FILENO, chunk, 65536, "stdin") == 0)
                 break;
@@ -165,45 +199,41 @@ options parse_command_line(int argc, char* argv[]) {
 int run(const options& opts) {
     ignore_sigpipe();  // a consumer that goes away is EPIPE, handled below
     const std::filesystem::path path = opts.fifo.empty() ? default_fifo_path(true) : opts.fifo;
-    const bool use_stdin = opts.orders.empty() && opts.count == 0 && !opts.finish;
+    // `... | coffee-producer --finish` sends the piped orders, then finish;
+    // at a terminal, --finish alone sends just finish.
+    const bool use_stdin = opts.orders.empty() && opts.count == 0 && (!opts.finish || ::isatty(STDIN_FILENO) != 1);
 
     order_sender sender{open_fifo_for_writing(path, opts.wait)};
     spdlog::debug("writing orders to '{}'", path.native());
     order_source source{sender};
-    std::uint64_t generated = 0;
-    std::size_t next_arg = 0;
-    try {
-        bool stdin_used = false;
-        for (; next_arg < opts.orders.size(); ++next_arg) {
-            const std::size_t i = next_arg;
-            if (opts.orders[i] == "-" && !stdin_used) {
-                stdin_used = true;
-                source.read_stdin();
-            } else {
-                source.offer(opts.orders[i], fmt::format("argument {}", i + 1), false);
-            }
-        }
-        if (use_stdin)
+    bool stdin_used = false;
+    for (std::size_t i = 0; i < opts.orders.size(); ++i) {
+        if (opts.orders[i] == "-" && !stdin_used) {
+            stdin_used = true;
             source.read_stdin();
-        std::string order;
-        for (; generated < opts.count; ++generated) {
-            order.assign(menu[generated % menu.size()]).append(" #");
-            char digits[24];
-            const auto end = std::to_chars(std::begin(digits), std::end(digits), generated + 1).ptr;
-            sender.add(order.append(digits, end));
+        } else {
+            source.offer(opts.orders[i], fmt::format("argument {}", i + 1), false);
         }
-        if (opts.finish)
-            sender.add(finish_message, false);
-        sender.flush();
-    } catch (const std::system_error& e) {
-        if (e.code().value() != EPIPE)
-            throw;
-        // Not sent: the failed batch and the orders not reached yet (stdin
-        // is not read further; its unread lines are not counted).
-        const std::size_t args_left = opts.orders.size() - std::min(next_arg + 1, opts.orders.size());
-        const std::uint64_t not_sent = sender.batched() + args_left + (opts.count - generated);
-        spdlog::error("the consumer went away ('{}'): delivered {} orders, {} not delivered",
-                      path.native(), sender.delivered(), not_sent);
+    }
+    if (use_stdin)
+        source.read_stdin();
+    std::string order;
+    for (std::uint64_t generated = 0; generated < opts.count; ++generated) {
+        if (sender.consumer_gone()) {
+            sender.skip(opts.count - generated);
+            break;
+        }
+        order.assign(menu[generated % menu.size()]).append(" #");
+        char digits[24];
+        const auto end = std::to_chars(std::begin(digits), std::end(digits), generated + 1).ptr;
+        sender.add(order.append(digits, end));
+    }
+    if (opts.finish)
+        sender.add(finish_message, false);
+    sender.flush();
+    if (sender.consumer_gone()) {
+        spdlog::error("the consumer went away ('{}'): delivered {} orders, {} not delivered{}", path.native(),
+                      sender.delivered(), sender.not_delivered(), opts.finish ? ", nor finish" : "");
         return exit_io;
     }
     spdlog::info("delivered {} orders to '{}'{}", sender.delivered(), path.native(),

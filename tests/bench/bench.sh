@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Throughput and memory of the shop, against the pipe itself, in one run on
-# the same data. Not a test: it prints figures. Usage:
-#   tests/bench/bench.sh [ORDERS (default 5000000)] [BUILD_DIR (default build/release)] [RUNS (default 3)]
+# Throughput, memory and idle latency of the shop, against the pipe itself
+# (wc -l, cat), in one run on the same data. Not a test: it prints figures.
+# Usage:
+#   tests/bench/bench.sh [ORDERS (default 5000000)] [BUILD_DIR (default build/release)] [RUNS (default 3)] [LATENCY_ORDERS (default 2000)]
+# The consumer's order journal is on (it always is: <fifo>.journal here);
+# (e) adds --sync (fdatasync before orders leave the pipe).
 # Each figure is the best of RUNS runs: the machine is shared, and noise only
 # ever makes a run slower.
 set -euo pipefail
 orders=${1:-5000000}
 build=${2:-build/release}
 runs=${3:-3}
+latency_orders=${4:-2000}
 producer=$build/producer/coffee-producer
 consumer=$build/consumer/coffee-consumer
 one_write=$build/tests/one_write_per_order
-for bin in "$producer" "$consumer" "$one_write"; do
+latency=$build/tests/order_latency
+for bin in "$producer" "$consumer" "$one_write" "$latency"; do
   [[ -x $bin ]] || { echo "bench: $bin missing; build first: cmake --preset release && cmake --build --preset release" >&2; exit 1; }
 done
 
@@ -33,7 +38,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 # Starts a consumer on $1 under GNU time (peak RSS into $1.rss); waits until
 # it reads the FIFO.
 start_consumer() {
-  /usr/bin/time -f %M -o "$1.rss" "$consumer" --fifo "$1" --brew-time 0 --baristas 4 --until-finish -q > "$1.out" &
+  rm -f "$1.journal"
+  /usr/bin/time -f %M -o "$1.rss" "$consumer" --fifo "$1" --brew-time 0 --baristas 4 --until-finish -q ${sync:-} > "$1.out" &
   pids+=($!)
   consumer_pid=$!
   for _ in $(seq 500); do [[ -p $1 ]] && break; sleep 0.01; done
@@ -84,6 +90,16 @@ measure_d() {
   check_served "$work/d" "(d)"
 }
 
+measure_e() {  # (b) with --sync
+  sync=--sync start_consumer "$work/e"
+  local start; start=$(now)
+  cat "$work/orders" > "$work/e"
+  echo finish > "$work/e"
+  wait "$consumer_pid"
+  elapsed=$(( $(now) - start ))
+  check_served "$work/e" "(e)"
+}
+
 # best_of NAME: the fastest of $runs runs of measure_NAME, in ns; the peak
 # RSS of its consumers (max over runs) in $work/NAME.rss.max.
 best_of() {
@@ -103,14 +119,51 @@ t_a=$(best_of a)
 t_b=$(best_of b)
 t_c=$(best_of c)
 t_d=$(best_of d)
+t_e=$(best_of e)
 
-rss_max=$(cat "$work/b.rss.max" "$work/c.rss.max" "$work/d.rss.max" | sort -n | tail -1)
+rss_max=$(cat "$work/b.rss.max" "$work/c.rss.max" "$work/d.rss.max" "$work/e.rss.max" | sort -n | tail -1)
 echo "orders: $orders ($(( bytes / 1048576 )) MiB), consumer: --baristas 4 --brew-time 0 -q, best of $runs runs"
 printf '(a) cat file > fifo | wc -l          %8s s  %10s orders/s\n' "$(seconds $t_a)" "$(rate $t_a)"
 printf '(b) cat file > fifo | consumer       %8s s  %10s orders/s\n' "$(seconds $t_b)" "$(rate $t_b)"
 printf '(c) producer --count | consumer      %8s s  %10s orders/s\n' "$(seconds $t_c)" "$(rate $t_c)"
 printf '(d) one write per order | consumer   %8s s  %10s orders/s\n' "$(seconds $t_d)" "$(rate $t_d)"
-echo "(b)/(a) = $(ratio "$t_a" "$t_b")   (target >= 0.25)"
+printf '(e) (b) with --sync                  %8s s  %10s orders/s\n' "$(seconds $t_e)" "$(rate $t_e)"
+echo "(b)/(a) = $(ratio "$t_a" "$t_b")   (journal on; target >= 0.5)"
+echo "(e)/(a) = $(ratio "$t_a" "$t_e")   (journal with --sync)"
 echo "(c)/(a) = $(ratio "$t_a" "$t_c")"
 echo "(c)/(d) = $(ratio "$t_d" "$t_c")   (target >= 10)"
 echo "consumer peak RSS: $(( rss_max / 1024 )) MiB ($rss_max KiB; b $(cat "$work/b.rss.max"), c $(cat "$work/c.rss.max"), d $(cat "$work/d.rss.max") KiB)   (target <= 16 MiB)"
+
+# Idle latency: one order at a time into a quiet shop (brew 0), timed from its
+# write into the FIFO to its line on the relay's stdout (a pipe), against cat
+# relaying the same FIFO. Each run sends $latency_orders orders, 2 ms apart;
+# the runs of cat and the shop alternate, and each figure is the best of
+# $runs runs.
+latency_run() {  # NAME RELAY...: "p50 p99 max" in microseconds
+  local name=$1; shift
+  local fifo=$work/lat-$name out=$work/lat-$name.out pid
+  rm -f "$fifo" "$fifo.journal" "$out"; mkfifo "$out"
+  [[ $1 == cat ]] && mkfifo "$fifo"
+  if [[ $1 == cat ]]; then cat "$fifo" > "$out" & else "$@" --fifo "$fifo" > "$out" & fi
+  pid=$!; pids+=($pid)
+  "$latency" "$fifo" "$latency_orders" 2000 < "$out"
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+}
+declare -A p50 p99
+for (( r = 0; r < runs; r++ )); do
+  for name in cat b1 b4; do
+    case $name in
+      cat) read -r a b _ < <(latency_run cat cat) ;;
+      b1) read -r a b _ < <(latency_run b1 "$consumer" --brew-time 0 --baristas 1 -q) ;;
+      b4) read -r a b _ < <(latency_run b4 "$consumer" --brew-time 0 --baristas 4 -q) ;;
+    esac
+    if [[ -z ${p50[$name]:-} ]] || awk -v x="$a" -v y="${p50[$name]}" 'BEGIN { exit !(x < y) }'; then p50[$name]=$a; fi
+    if [[ -z ${p99[$name]:-} ]] || awk -v x="$b" -v y="${p99[$name]}" 'BEGIN { exit !(x < y) }'; then p99[$name]=$b; fi
+  done
+done
+echo "idle latency, order written to line served (us, best of $runs runs of $latency_orders orders):"
+printf '  cat relaying the FIFO        p50 %8s  p99 %8s\n' "${p50[cat]}" "${p99[cat]}"
+for k in 1 4; do
+  printf '  consumer --baristas %s       p50 %8s  p99 %8s   p50 ratio %s (target <= 1.5), p99 ratio %s (target <= 2)\n' \
+    "$k" "${p50[b$k]}" "${p99[b$k]}" "$(ratio "${p50[b$k]}" "${p50[cat]}")" "$(ratio "${p99[b$k]}" "${p99[cat]}")"
+done

@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -85,6 +84,23 @@ TEST_CASE("a consumer that reports a usage error is not restarted") {
     CHECK(r.err.find("not restarting") != std::string::npos);
 }
 
+TEST_CASE("serve never ends holding orders silently: it counts them at error level and exits 75") {
+    coffee::test::temp_dir dir;
+    const auto fifo = dir.path() / "orders";
+    // A consumer that reads nothing and exits 0 (as --timeout would); the
+    // drain pass starts it again, it cannot take a stop request, and is
+    // killed after --stop-timeout.
+    auto serve = coffee::test::start(
+        serve_args(fifo, COFFEE_TEST_CHILD, {"--stop-timeout", "300ms", "--", "sleep", "500"}));
+    REQUIRE(wait_for_child(serve.process.pid()) > 0);
+    write_to_fifo(fifo, "Latte\nMocha\nEspresso\nhalf a li");
+    const auto r = coffee::test::communicate(serve, {}, 20s);
+    CHECK_FALSE(r.timed_out);
+    CHECK(r.exit_code() == 75);
+    CHECK(r.err.find("started the consumer once more") != std::string::npos);
+    CHECK(r.err.find("error: 30 bytes (3 whole lines) of orders are left in the FIFO") != std::string::npos);
+}
+
 TEST_CASE("SIGTERM during serve: the consumer stops gracefully, nothing left behind") {
     coffee::test::temp_dir dir;
     const auto fifo = dir.path() / "orders";
@@ -111,7 +127,7 @@ TEST_CASE("SIGTERM during serve: the consumer stops gracefully, nothing left beh
     CHECK(served + saved == 4);
 }
 
-TEST_CASE("kill -9 of the consumer while producers write 20,000 orders: restarted, nothing served twice, only what it held is lost") {
+TEST_CASE("kill -9 of the consumer while producers write 20,000 orders: restarted, nothing lost, duplicates within the bound") {
     constexpr int producers = 4;
     constexpr int per_producer = 5000;
     coffee::test::temp_dir dir;
@@ -156,32 +172,24 @@ TEST_CASE("kill -9 of the consumer while producers write 20,000 orders: restarte
     std::map<std::string, int> times;
     for (const auto& line : lines)
         ++times[line];
-    const auto twice = std::count_if(times.begin(), times.end(), [](const auto& kv) { return kv.second > 1; });
-    CHECK(twice == 0);
-    // Per producer, what is missing must be one run of consecutive orders:
-    // those the killed consumer had read and not brewed. Everything after
-    // them, still in the pipe, was served after the restart. Only the 8
-    // baristas' orders in hand may finish out of order, leaving holes.
+    // The journal keeps what the killed consumer had taken from the pipe. An
+    // order may be served twice when the kill fell between writing its line
+    // and recording that (at most one per barista, 8), or between the journal
+    // append and the take from the pipe (one take: 4 KiB of lines), README's
+    // "What the shop guarantees".
     std::size_t lost = 0;
     for (int p = 0; p < producers; ++p) {
-        std::vector<int> missing;
-        for (int i = 0; i < per_producer; ++i) {
-            if (times.count(fmt::format("order {} {}", p, i)) == 0)
-                missing.push_back(i);
-        }
-        if (!missing.empty())
-            CHECK_MESSAGE(missing.back() - missing.front() + 1 - static_cast<int>(missing.size()) < 8, "producer ", p, ": gaps");
-        lost += missing.size();
+        for (int i = 0; i < per_producer; ++i)
+            lost += times.count(fmt::format("order {} {}", p, i)) == 0 ? 1U : 0U;
     }
-    // The consumer completes every line it starts reading, so kill -9 leaves
-    // no tail of a line in the pipe, but for the few microseconds in between.
+    const auto twice = std::count_if(times.begin(), times.end(), [](const auto& kv) { return kv.second > 1; });
     const auto served = static_cast<std::size_t>(std::count_if(
         times.begin(), times.end(), [](const auto& kv) { return kv.first.rfind("order ", 0) == 0 && kv.first.size() <= 12; }));
-    const std::size_t torn = lines.size() - served;
-    MESSAGE("orders lost to kill -9 of the consumer: ", lost, " of ", producers * per_producer, " (torn lines: ", torn, ")");
-    CHECK(torn <= 1);
-    CHECK(served + lost == static_cast<std::size_t>(producers * per_producer));
-    CHECK(lost < static_cast<std::size_t>(producers * per_producer));
+    const std::size_t torn = times.size() - served;
+    MESSAGE("kill -9 of the consumer: lost ", lost, ", twice ", twice, ", torn ", torn, " of ", producers * per_producer);
+    CHECK(lost == 0);
+    CHECK(twice <= 8 + 4096 / 12);
+    CHECK(torn == 0);
 }
 
 }  // TEST_SUITE

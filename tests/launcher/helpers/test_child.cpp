@@ -4,6 +4,8 @@
 //   test_child spew N              writes N pattern bytes, then copies stdin
 //                                  to stdout (prints before it reads)
 //   test_child exit N              exits with N
+//   test_child sleep MS            sleeps MS milliseconds, then exits 0
+//                                  (a consumer that reads nothing)
 // Modes are found anywhere in argv, so `coffee-launcher serve` may put its
 // own options (--fifo PATH) in front.
 #include <dirent.h>
@@ -76,6 +78,8 @@ int main(int argc, char* argv[]) {
             return inspect();
         if (mode == "spew" && i + 1 < argc)
             return spew(std::strtoull(argv[i + 1], nullptr, 10));
+        if (mode == "sleep" && i + 1 < argc)
+            return ::usleep(static_cast<useconds_t>(std::atoi(argv[i + 1])) * 1000U) == 0 ? 0 : 2;
         if (mode == "exit" && i + 1 < argc)
             return std::atoi(argv[i + 1]);
     }

@@ -1,0 +1,265 @@
+// The journal's faults: a full or read-only disk, the wrong kind of file at
+// its path, corrupt contents. Each: no hang (every wait has a deadline and
+// kills), no order lost silently, no garbage served.
+#include "shop.hpp"
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <random>
+
+using namespace coffee::test;
+using namespace coffee::test::faults;
+
+namespace {
+
+// The consumer of the second half of each test: a good journal, brew 0.
+std::vector<std::string> draining(const std::filesystem::path& journal) {
+    return {"--journal", journal.native(), "--brew-time", "0", "-q"};
+}
+
+// Runs a consumer on `fifo` until every order of `book` that is not in
+// `served` yet is served, then stops it; adds its lines to `served`.
+void drain(const std::filesystem::path& fifo, const std::filesystem::path& journal, const order_book& book,
+           std::vector<std::string>& served, std::string* log = nullptr) {
+    consumer_fixture consumer{fifo, draining(journal)};
+    const auto all_lines = [&] {
+        auto lines = served;
+        const auto more = consumer.output().lines();
+        lines.insert(lines.end(), more.begin(), more.end());
+        return lines;
+    };
+    const bool drained = all_served(book.all, all_lines, 60s);
+    CHECK(consumer.stop() == 0);
+    CHECK_MESSAGE(drained, consumer.output().err());
+    served = all_lines();
+    if (log != nullptr)
+        *log = consumer.output().err();
+}
+
+std::string random_bytes(std::size_t n, bool with_lfs) {
+    std::mt19937 rng{std::random_device{}()};
+    std::string bytes(n, '\0');
+    for (auto& b : bytes)
+        b = static_cast<char>(rng());
+    if (with_lfs) {  // lines of random lengths, some of them valid text
+        for (std::size_t i = 0; i < n; i += 20 + rng() % 200)
+            bytes[i] = '\n';
+    }
+    return bytes;
+}
+
+// What is at `path` now, to show it was neither opened for writing,
+// deleted nor replaced.
+struct identity {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    mode_t mode = 0;
+    dev_t rdev = 0;
+    bool operator==(const identity&) const = default;
+};
+identity identify(const std::filesystem::path& path) {
+    struct stat st {};
+    REQUIRE(::lstat(path.c_str(), &st) == 0);
+    return {st.st_dev, st.st_ino, st.st_mode, st.st_rdev};
+}
+
+}  // namespace
+
+TEST_SUITE("faults: journal") {
+
+TEST_CASE("the journal's disk is full: exit 74, the orders wait in the pipe, nothing lost") {
+    temp_dir dir;
+    tmpfs_mount disk{dir / "disk", "256k"};
+    if (!disk.ok()) {
+        skip(disk.why());
+        return;
+    }
+    const auto fifo = dir / "orders";
+    const unique_fd holder = hold_fifo(fifo);
+    const auto journal = dir / "disk" / "journal";
+    const order_book before = write_orders(dir.path(), 2, 500, 0);
+    const order_book after = write_orders(dir.path(), 2, 500, 2);
+    order_book all = before;
+    all.all.insert(all.all.end(), after.all.begin(), after.all.end());
+    std::vector<std::string> served;
+
+    {   // Served while there is room; then the disk fills up mid-run.
+        consumer_fixture consumer{fifo, draining(journal)};
+        auto producers = start_producers(fifo, before, dir.path());
+        expect_delivered(producers);
+        CHECK(all_served(before.all, [&] { return consumer.output().lines(); }, 30s));
+        disk.fill("filler");
+        auto more = start_producers(fifo, after, dir.path());
+        expect_delivered(more);
+        const auto code = consumer.wait(30s);
+        served = consumer.output().lines();
+        MESSAGE("with a full journal disk: exit ", code.value_or(-1), ", served ", served.size(), "; ",
+                consumer.output().err());
+        CHECK(code == 74);
+        CHECK(consumer.output().err().find("journal") != std::string::npos);
+    }
+    std::filesystem::remove(dir / "disk" / "filler");
+    drain(fifo, journal, all, served);
+    const tally t = count(all.all, served);
+    MESSAGE(t.describe());
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated <= 1);
+}
+
+TEST_CASE("the journal's directory is read-only: the consumer fails at once, nothing lost") {
+    temp_dir dir;
+    tmpfs_mount disk{dir / "disk", "1m"};
+    if (!disk.ok()) {
+        skip(disk.why());
+        return;
+    }
+    REQUIRE(disk.remount("ro"));
+    const auto fifo = dir / "orders";
+    const unique_fd holder = hold_fifo(fifo);
+    const auto journal = dir / "disk" / "journal";
+    const order_book book = write_orders(dir.path(), 4, 250);
+    auto producers = start_producers(fifo, book, dir.path());
+    expect_delivered(producers);
+    std::vector<std::string> served;
+    {
+        consumer_fixture consumer{fifo, draining(journal)};
+        const auto code = consumer.wait(30s);
+        served = consumer.output().lines();
+        MESSAGE("read-only journal directory: exit ", code.value_or(-1), "; ", consumer.output().err());
+        CHECK((code == 74 || code == 77));
+        CHECK(served.empty());
+    }
+    REQUIRE(disk.remount("rw"));
+    drain(fifo, journal, book, served);
+    const tally t = count(book.all, served);
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated == 0);
+}
+
+TEST_CASE("a FIFO, a device, a directory or a symlink at the journal's path: refused at once, untouched") {
+    temp_dir dir;
+    const auto fifo = dir / "orders";
+    const unique_fd holder = hold_fifo(fifo);
+    const order_book book = write_orders(dir.path(), 4, 100);
+    auto producers = start_producers(fifo, book, dir.path());
+    expect_delivered(producers);
+
+    const auto journal_fifo = dir / "journal-fifo";
+    REQUIRE(::mkfifo(journal_fifo.c_str(), 0600) == 0);
+    const auto journal_dir = dir / "journal-dir";
+    std::filesystem::create_directory(journal_dir);
+    const auto target = dir / "target";
+    write_file(target, "not a journal\n");
+    const auto journal_link = dir / "journal-link";
+    std::filesystem::create_symlink(target, journal_link);
+
+    std::vector<std::string> served;
+    for (const std::filesystem::path& path : {journal_fifo, std::filesystem::path{"/dev/null"}, journal_dir, journal_link}) {
+        CAPTURE(path);
+        const identity before = identify(path);
+        consumer_fixture consumer{fifo, draining(path)};
+        const auto code = consumer.wait(10s);  // never opened blocking: no hang
+        MESSAGE(path.native(), ": exit ", code.value_or(-1), "; ", consumer.output().err());
+        CHECK((code == 77 || code == 78));
+        CHECK(consumer.output().lines().empty());
+        CHECK(consumer.output().err().find(path.native()) != std::string::npos);
+        CHECK(identify(path) == before);
+    }
+    CHECK(read_file(target) == "not a journal\n");
+    drain(fifo, dir / "journal", book, served);
+    const tally t = count(book.all, served);
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated == 0);
+}
+
+TEST_CASE("a journal of random bytes: reported, no garbage served, the pipe's orders served") {
+    temp_dir dir;
+    const auto fifo = dir / "orders";
+    const unique_fd holder = hold_fifo(fifo);
+    const auto journal = dir / "journal";
+    write_file(journal, random_bytes(4096, true));
+    REQUIRE(::chmod(journal.c_str(), 0600) == 0);
+    const order_book book = write_orders(dir.path(), 4, 100);
+    auto producers = start_producers(fifo, book, dir.path());
+    expect_delivered(producers);
+    std::vector<std::string> served;
+    std::string log;
+    drain(fifo, journal, book, served, &log);
+    const tally t = count(book.all, served);
+    MESSAGE(t.describe(), "\n", log);
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);  // nothing of the garbage
+    CHECK(t.duplicated == 0);
+    CHECK(log.find(" warning: ") != std::string::npos);
+}
+
+TEST_CASE("a journal whose last record is cut short: the rest is served, the cut one reported, never served") {
+    temp_dir dir;
+    const auto fifo = dir / "orders";
+    const unique_fd holder = hold_fifo(fifo);
+    const auto journal = dir / "journal";
+    const order_book book = write_orders(dir.path(), 4, 100);
+    std::vector<std::string> served;
+    {   // A stop with orders in the pipe leaves them in the journal.
+        consumer_fixture consumer{fifo, {"--journal", journal.native(), "--brew-time", "20ms", "-q"}};
+        auto producers = start_producers(fifo, book, dir.path());
+        expect_delivered(producers);
+        REQUIRE(eventually([&] { return consumer.output().lines().size() >= 5; }, 20s));
+        CHECK(consumer.stop() == 0);
+        served = consumer.output().lines();
+    }
+    const auto size = std::filesystem::file_size(journal);
+    REQUIRE(size > 10);
+    std::filesystem::resize_file(journal, size - 3);
+    std::string log;
+    drain(fifo, journal, book, served, &log);
+    const tally t = count(book.all, served);
+    MESSAGE(t.describe(), "\n", log);
+    CHECK(t.torn == 0);
+    CHECK(t.lost <= 1);  // the order whose record was cut, and said so
+    CHECK(t.duplicated <= 1);
+    CHECK(log.find(" warning: ") != std::string::npos);
+}
+
+TEST_CASE("50 MiB of garbage as the journal: read with bounded memory and time, nothing of it served") {
+    temp_dir dir;
+    const auto fifo = dir / "orders";
+    const unique_fd holder = hold_fifo(fifo);
+    const order_book book = write_orders(dir.path(), 4, 50);
+    long small_rss = 0;
+    {   // The same consumer on an empty journal, for its usual footprint.
+        consumer_fixture consumer{fifo, draining(dir / "small-journal")};
+        REQUIRE(::write(holder.get(), "warm-up\n", 8) == 8);
+        REQUIRE(eventually([&] { return !consumer.output().lines().empty(); }, 20s));
+        small_rss = peak_rss_kib(consumer.pid());
+        CHECK(consumer.stop() == 0);
+    }
+    const auto journal = dir / "journal";
+    write_file(journal, random_bytes(50U << 20U, true));
+    REQUIRE(::chmod(journal.c_str(), 0600) == 0);
+    auto producers = start_producers(fifo, book, dir.path());
+    expect_delivered(producers);
+    consumer_fixture consumer{fifo, draining(journal)};
+    const bool drained = all_served(book.all, [&] { return consumer.output().lines(); }, 90s);
+    const long big_rss = peak_rss_kib(consumer.pid());
+    CHECK(consumer.stop() == 0);
+    const tally t = count(book.all, consumer.output().lines());
+    MESSAGE(t.describe(), "; peak RSS ", big_rss, " KiB (", small_rss, " KiB with an empty journal)");
+    CHECK(drained);
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated == 0);
+    CHECK(big_rss - small_rss < 24 * 1024);  // far less than the file
+    CHECK(consumer.output().err().find(" warning: ") != std::string::npos);
+}
+
+}  // TEST_SUITE

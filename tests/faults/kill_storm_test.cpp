@@ -1,0 +1,198 @@
+// kill -9 of the consumer under `coffee-launcher serve`, at random moments:
+// nothing lost, nothing torn, duplicates within the stated bound (at most
+// one order per barista per kill).
+#include "shop.hpp"
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <signal.h>
+
+#include <random>
+
+using namespace coffee::test;
+using namespace coffee::test::faults;
+
+namespace {
+
+// Restart at once, every time: the storm must not hit the start limit.
+const std::vector<std::string> restart_always{"--restart-delay", "10ms", "--start-interval", "1ms", "--start-limit",
+                                              "1000"};
+
+std::mt19937 seeded_rng() {
+    const unsigned seed = std::random_device{}();
+    MESSAGE("random seed ", seed);
+    return std::mt19937{seed};
+}
+
+struct storm {
+    std::string brew;
+    unsigned baristas;
+    unsigned per_producer;
+    int kills;
+};
+
+void run_storm(const storm& s) {
+    temp_dir dir;
+    const auto fifo = dir / "orders";
+    const order_book book = write_orders(dir.path(), 4, s.per_producer);
+    auto rng = seeded_rng();
+    // Brewing takes time: kill anywhere in 5-120 ms. Brew 0 serves ~10^5
+    // orders/s: kill within 1-30 ms of serving having moved on, so every
+    // kill meets a busy shop.
+    std::uniform_int_distribution<int> pause_ms{s.brew == "0" ? 1 : 5, s.brew == "0" ? 30 : 120};
+
+    serve_fixture serve{fifo, restart_always,
+                        {"--journal", (dir / "journal").native(), "--brew-time", s.brew, "--baristas",
+                         std::to_string(s.baristas), "-q"}};
+    pid_t consumer = serve.consumer();
+    REQUIRE_MESSAGE(consumer > 0, serve.output().err());
+    auto producers = start_producers(fifo, book, dir.path());
+    int kills = 0;
+    for (; kills < s.kills; ++kills) {
+        const std::size_t before = serve.output().lines().size();
+        if (s.brew == "0")
+            (void)eventually([&] { return serve.output().lines().size() > before; }, 10s);
+        std::this_thread::sleep_for(std::chrono::milliseconds{pause_ms(rng)});
+        REQUIRE_MESSAGE(::kill(consumer, SIGKILL) == 0, serve.output().err());
+        const pid_t next = serve.consumer(consumer);
+        REQUIRE_MESSAGE(next > 0, "serve did not restart the consumer after kill ", kills + 1);
+        consumer = next;
+    }
+    const std::size_t at_last_kill = serve.output().lines().size();
+    expect_delivered(producers);
+    const bool drained = all_served(book.all, [&] { return serve.output().lines(); }, 90s);
+    const auto code = serve.stop();
+    const tally t = count(book.all, serve.output().lines());
+    MESSAGE("kill -9 storm, brew ", s.brew, ", ", s.baristas, " barista(s), ", kills, " kills (", at_last_kill,
+            " served at the last one): ", t.describe());
+    CHECK(drained);
+    CHECK(code == 0);
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(serve.output().partial().empty());
+    const auto kills_n = static_cast<std::size_t>(kills);
+    MESSAGE("duplicates: ", t.duplicated, "; README's bound ", duplicate_bound(kills_n, s.baristas, s.brew == "0", 14),
+            ", the issue's target (one per barista per kill) ", duplicate_target(kills_n, s.baristas),
+            t.duplicated <= duplicate_target(kills_n, s.baristas) ? " met" : " NOT met");
+    CHECK(t.duplicated <= duplicate_bound(kills_n, s.baristas, s.brew == "0", 14));
+    if (!code || *code != 0)
+        MESSAGE(serve.output().err());
+}
+
+}  // namespace
+
+TEST_SUITE("faults: kill -9") {
+
+TEST_CASE("kill -9 storm: brew 0, 1 barista") { run_storm({"0", 1, 50000, 8}); }
+TEST_CASE("kill -9 storm: brew 0, 4 baristas") { run_storm({"0", 4, 50000, 8}); }
+TEST_CASE("kill -9 storm: brew 1ms, 1 barista") { run_storm({"1ms", 1, 600, 8}); }
+TEST_CASE("kill -9 storm: brew 1ms, 4 baristas") { run_storm({"1ms", 4, 1500, 8}); }
+
+TEST_CASE("kill -9 while the consumer serves its journal at start") {
+    temp_dir dir;
+    const auto fifo = dir / "orders";
+    const auto journal = (dir / "journal").native();
+    const order_book book = write_orders(dir.path(), 4, 500);
+    const std::vector<std::string> args{"--journal", journal, "--brew-time", "2ms", "--baristas", "1", "-q"};
+    std::vector<std::string> served;
+
+    {   // Orders in the pipe, then a stop: the pipe's lines move to the journal.
+        serve_fixture first{fifo, restart_always, args};
+        const pid_t consumer = first.consumer();
+        REQUIRE(consumer > 0);
+        auto producers = start_producers(fifo, book, dir.path());
+        expect_delivered(producers);
+        REQUIRE(eventually([&] { return first.output().lines().size() >= 50; }, 30s));
+        REQUIRE(::kill(consumer, SIGTERM) == 0);  // it ends with 0: serve ends too
+        CHECK(first.wait(30s) == 0);
+        served = first.output().lines();
+        MESSAGE("served before the stop: ", served.size());
+        REQUIRE(served.size() < book.all.size());
+    }
+
+    serve_fixture second{fifo, restart_always, args};
+    pid_t consumer = second.consumer();
+    REQUIRE(consumer > 0);
+    int kills = 0;
+    for (; kills < 3; ++kills) {  // each while it replays the journal
+        const std::size_t before = second.output().lines().size();
+        REQUIRE(eventually([&] { return second.output().lines().size() >= before + 100; }, 30s));
+        REQUIRE(::kill(consumer, SIGKILL) == 0);
+        consumer = second.consumer(consumer);
+        REQUIRE(consumer > 0);
+    }
+    const auto all_lines = [&] {
+        auto lines = served;
+        const auto more = second.output().lines();
+        lines.insert(lines.end(), more.begin(), more.end());
+        return lines;
+    };
+    const bool drained = all_served(book.all, all_lines, 60s);
+    CHECK(second.stop() == 0);
+    const tally t = count(book.all, all_lines());
+    MESSAGE("kill -9 during the journal's replay, ", kills, " kills: ", t.describe());
+    CHECK(drained);
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated <= duplicate_bound(static_cast<std::size_t>(kills), 1, false, 14));
+}
+
+TEST_CASE("kill -9 while the consumer drains the pipe at a stop") {
+    temp_dir dir;
+    const auto fifo = dir / "orders";
+    const order_book book = write_orders(dir.path(), 4, 2000);
+    auto rng = seeded_rng();
+    std::uniform_int_distribution<int> after_us{0, 3000};
+    const std::vector<std::string> args{"--journal", (dir / "journal").native(), "--brew-time", "1ms", "--baristas", "2",
+                                        "-q"};
+    // A stop that completes before the SIGKILL ends serve with 0 (the
+    // consumer finished on its own); the next serve takes over the journal.
+    std::vector<std::unique_ptr<serve_fixture>> serves;
+    serves.push_back(std::make_unique<serve_fixture>(fifo, restart_always, args));
+    const auto all_lines = [&] {
+        std::vector<std::string> lines;
+        for (const auto& s : serves) {
+            const auto more = s->output().lines();
+            lines.insert(lines.end(), more.begin(), more.end());
+        }
+        return lines;
+    };
+    pid_t consumer = serves.back()->consumer();
+    REQUIRE(consumer > 0);
+    auto producers = start_producers(fifo, book, dir.path());
+    expect_delivered(producers);  // all in the pipe: a serve that ends must not fail them
+    int kills = 0;
+    int completed_stops = 0;
+    for (; kills < 4; ++kills) {
+        const std::size_t before = all_lines().size();
+        REQUIRE(eventually([&] { return all_lines().size() >= before + 20; }, 30s));
+        // SIGTERM starts the stop (the pipe's lines go to the journal);
+        // SIGKILL lands somewhere in it, and serve restarts the consumer.
+        REQUIRE(::kill(consumer, SIGTERM) == 0);
+        std::this_thread::sleep_for(std::chrono::microseconds{after_us(rng)});
+        (void)::kill(consumer, SIGKILL);
+        const pid_t next = serves.back()->consumer(consumer, 5s);
+        if (next > 0) {
+            consumer = next;
+            continue;
+        }
+        CHECK(serves.back()->wait(10s) == 0);
+        ++completed_stops;
+        serves.push_back(std::make_unique<serve_fixture>(fifo, restart_always, args));
+        consumer = serves.back()->consumer();
+        REQUIRE(consumer > 0);
+    }
+    const bool drained = all_served(book.all, all_lines, 60s);
+    const auto code = serves.back()->stop();
+    const tally t = count(book.all, all_lines());
+    MESSAGE("kill -9 during the stop's drain, ", kills, " kills (", completed_stops,
+            " stops were done before the kill): ", t.describe());
+    CHECK(drained);
+    CHECK(code == 0);
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated <= duplicate_bound(static_cast<std::size_t>(kills), 2, false, 14));
+}
+
+}  // TEST_SUITE

@@ -1,0 +1,89 @@
+// The producer's side of "nothing lost silently": an exact count of what it
+// did not deliver, and piped orders sent before --finish.
+#include "shop.hpp"
+
+#include <coffee/posix.hpp>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <regex>
+
+using namespace coffee::test;
+using namespace coffee::test::faults;
+
+namespace {
+
+// Everything readable now (the fd is non-blocking), as lines.
+std::size_t read_all_lines(int fd, std::string& partial) {
+    std::size_t lines = 0;
+    char buf[65536];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) {
+        partial.append(buf, static_cast<std::size_t>(n));
+        for (std::size_t lf; (lf = partial.find('\n')) != std::string::npos; partial.erase(0, lf + 1))
+            ++lines;
+    }
+    return lines;
+}
+
+}  // namespace
+
+TEST_SUITE("faults: producer") {
+
+TEST_CASE("the consumer goes away mid-stream: the producer's delivered and not-delivered counts are exact") {
+    temp_dir dir;
+    const auto fifo = dir / "orders";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    // We are the consumer: we read part of it, then go away.
+    unique_fd reader{::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
+    REQUIRE(reader);
+    const order_book book = write_orders(dir.path(), 1, 30000);  // 420 KB: far more than the pipe
+    process producer{{producer_program, "--fifo", fifo.native(), "--wait", "10s"},
+                     {.stdin_file = book.files[0], .stderr_file = dir / "producer.log"}};
+    std::string partial;
+    std::size_t received = 0;
+    REQUIRE(eventually([&] { return (received += read_all_lines(reader.get(), partial)) >= 5000; }, 20s));
+    // Stop it, take everything it wrote, then go away: what it wrote is
+    // exactly what we received.
+    producer.kill(SIGSTOP);
+    std::this_thread::sleep_for(50ms);
+    received += read_all_lines(reader.get(), partial);
+    CHECK(partial.empty());
+    reader.reset();
+    producer.kill(SIGCONT);
+    CHECK(producer.wait(20s) == 74);
+    const std::string log = read_file(dir / "producer.log");
+    std::smatch m;
+    REQUIRE_MESSAGE(std::regex_search(log, m, std::regex{R"(delivered (\d+) orders, (\d+) not delivered)"}), log);
+    MESSAGE("received ", received, "; the producer says: ", m[0].str());
+    CHECK(std::stoul(m[1].str()) == received);
+    CHECK(std::stoul(m[2].str()) == book.all.size() - received);
+}
+
+TEST_CASE("orders piped into coffee-producer --finish are sent, then finish") {
+    temp_dir dir;
+    const auto fifo = dir / "orders";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    unique_fd reader{::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
+    REQUIRE(reader);
+    write_file(dir / "in", "Latte\nMocha\n");
+    CHECK(run({producer_program, "--fifo", fifo.native(), "--finish"}, {.stdin_file = dir / "in"}) == 0);
+    std::string got;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(reader.get(), buf, sizeof buf)) > 0;)
+        got.append(buf, static_cast<std::size_t>(n));
+    CHECK(got == "Latte\nMocha\nfinish\n");
+    // From /dev/null (cron): just finish.
+    CHECK(run({producer_program, "--fifo", fifo.native(), "--finish"}, spawn_options{}) == 0);
+    got.clear();
+    for (ssize_t n; (n = ::read(reader.get(), buf, sizeof buf)) > 0;)
+        got.append(buf, static_cast<std::size_t>(n));
+    CHECK(got == "finish\n");
+}
+
+}  // TEST_SUITE

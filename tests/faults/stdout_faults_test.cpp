@@ -1,0 +1,109 @@
+// stdout faults: a full disk in the middle of a batch, a reader that goes
+// away. Only whole lines are written, each served order exactly once.
+#include "shop.hpp"
+
+#include <coffee/posix.hpp>
+
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+using namespace coffee::test;
+using namespace coffee::test::faults;
+
+TEST_SUITE("faults: stdout") {
+
+TEST_CASE("stdout on a disk that fills up mid-batch: exit 74, whole lines only, no duplicates, nothing lost") {
+    temp_dir dir;
+    tmpfs_mount disk{dir / "disk", "64k"};
+    if (!disk.ok()) {
+        skip(disk.why());
+        return;
+    }
+    const auto fifo = dir / "orders";
+    const unique_fd holder = hold_fifo(fifo);
+    const auto journal = dir / "journal";
+    const order_book book = write_orders(dir.path(), 4, 2000);  // 112 KB of lines for 64 KiB
+    auto producers = start_producers(fifo, book, dir.path());
+    expect_delivered(producers);
+
+    const auto full_out = dir / "disk" / "served";
+    process first{{consumer_program, "--fifo", fifo.native(), "--journal", journal.native(), "--brew-time", "0", "-q"},
+                  {.stdout_file = full_out, .stderr_file = dir / "first.log"}};
+    const int code = first.wait(30s);
+    const std::string text = read_file(full_out);
+    MESSAGE("stdout on a full disk: exit ", code, ", ", text.size(), " bytes written; ", read_file(dir / "first.log"));
+    CHECK(code == 74);
+    CHECK((text.empty() || text.back() == '\n'));  // whole lines only
+    std::vector<std::string> served = read_lines(full_out);
+
+    const auto out = dir / "served";
+    process second{{consumer_program, "--fifo", fifo.native(), "--journal", journal.native(), "--brew-time", "0", "-q"},
+                   {.stdout_file = out, .stderr_file = dir / "second.log"}};
+    const bool drained = all_served(
+        book.all,
+        [&] {
+            auto lines = served;
+            const auto more = read_lines(out);
+            lines.insert(lines.end(), more.begin(), more.end());
+            return lines;
+        },
+        60s);
+    second.kill(SIGTERM);
+    CHECK(second.wait(30s) == 0);
+    const auto more = read_lines(out);
+    served.insert(served.end(), more.begin(), more.end());
+    const tally t = count(book.all, served);
+    MESSAGE(t.describe());
+    CHECK(drained);
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated == 0);
+}
+
+TEST_CASE("stdout is a pipe whose reader goes away: exit 74, every order served once in the end") {
+    temp_dir dir;
+    const auto fifo = dir / "orders";
+    const unique_fd holder = hold_fifo(fifo);
+    const auto journal = dir / "journal";
+    const order_book book = write_orders(dir.path(), 4, 250);
+    auto producers = start_producers(fifo, book, dir.path());
+    expect_delivered(producers);
+
+    auto first = start({consumer_program, "--fifo", fifo.native(), "--journal", journal.native(), "--brew-time", "2ms",
+                        "-q"});
+    first.in.reset();
+    std::vector<std::string> served;
+    std::string partial;
+    REQUIRE(read_lines_until(first.out.get(), served, partial, [](const auto& l) { return l.size() >= 50; }, 30s));
+    // Stopped, everything it wrote is read; then the reader goes away.
+    first.process.send_signal(SIGSTOP);
+    std::this_thread::sleep_for(50ms);
+    (void)read_lines_until(first.out.get(), served, partial, [](const auto&) { return false; }, 100ms);
+    CHECK(partial.empty());
+    first.out.reset();
+    first.process.send_signal(SIGCONT);
+    const auto r = communicate(first, {}, 30s);
+    MESSAGE("stdout closed after ", served.size(), " lines: exit ", r.exit_code(), "; ", r.err);
+    CHECK_FALSE(r.timed_out);
+    CHECK(r.exit_code() == 74);
+
+    consumer_fixture second{fifo, {"--journal", journal.native(), "--brew-time", "0", "-q"}};
+    const auto all_lines = [&] {
+        auto lines = served;
+        const auto more = second.output().lines();
+        lines.insert(lines.end(), more.begin(), more.end());
+        return lines;
+    };
+    const bool drained = all_served(book.all, all_lines, 60s);
+    CHECK(second.stop() == 0);
+    const tally t = count(book.all, all_lines());
+    MESSAGE(t.describe());
+    CHECK(drained);
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated == 0);
+}
+
+}  // TEST_SUITE
