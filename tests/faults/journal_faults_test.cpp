@@ -30,12 +30,7 @@ std::vector<std::string> draining(const std::filesystem::path& journal) {
 void drain(const std::filesystem::path& fifo, const std::filesystem::path& journal, const order_book& book,
            std::vector<std::string>& served, std::string* log = nullptr, bool all_expected = true) {
     consumer_fixture consumer{fifo, draining(journal)};
-    const auto all_lines = [&] {
-        auto lines = served;
-        const auto more = consumer.output().lines();
-        lines.insert(lines.end(), more.begin(), more.end());
-        return lines;
-    };
+    const auto all_lines = [&] { return joined(served, consumer); };
     const bool drained = all_served(book.all, all_lines, all_expected ? 60s : 3s);
     CHECK(consumer.stop() == 0);
     if (all_expected)
@@ -90,14 +85,14 @@ void journal_with_orders(const std::filesystem::path& fifo, const std::filesyste
 TEST_SUITE("faults: journal") {
 
 TEST_CASE("the journal's disk is full: exit 74, the orders wait in the pipe, nothing lost") {
-    temp_dir dir;
+    scratch_shop shop;
+    const auto& dir = shop.dir;
     tmpfs_mount disk{dir / "disk", "256k"};
     if (!disk.ok()) {
         skip(disk.why());
         return;
     }
-    const auto fifo = dir / "orders";
-    const unique_fd holder = hold_fifo(fifo);
+    const auto& fifo = shop.fifo;
     const auto journal = dir / "disk" / "journal";
     const order_book before = write_orders(dir.path(), 2, 500, 0);
     const order_book after = write_orders(dir.path(), 2, 500, 2);
@@ -130,15 +125,15 @@ TEST_CASE("the journal's disk is full: exit 74, the orders wait in the pipe, not
 }
 
 TEST_CASE("the journal's directory is read-only: the consumer fails at once, nothing lost") {
-    temp_dir dir;
+    scratch_shop shop;
+    const auto& dir = shop.dir;
     tmpfs_mount disk{dir / "disk", "1m"};
     if (!disk.ok()) {
         skip(disk.why());
         return;
     }
     REQUIRE(disk.remount("ro"));
-    const auto fifo = dir / "orders";
-    const unique_fd holder = hold_fifo(fifo);
+    const auto& fifo = shop.fifo;
     const auto journal = dir / "disk" / "journal";
     const order_book book = write_orders(dir.path(), 4, 250);
     auto producers = start_producers(fifo, book, dir.path());
@@ -161,9 +156,9 @@ TEST_CASE("the journal's directory is read-only: the consumer fails at once, not
 }
 
 TEST_CASE("a FIFO, a device, a directory or a symlink at the journal's path: refused at once, untouched") {
-    temp_dir dir;
-    const auto fifo = dir / "orders";
-    const unique_fd holder = hold_fifo(fifo);
+    scratch_shop shop;
+    const auto& dir = shop.dir;
+    const auto& fifo = shop.fifo;
     const order_book book = write_orders(dir.path(), 4, 100);
     auto producers = start_producers(fifo, book, dir.path());
     expect_delivered(producers);
@@ -198,10 +193,10 @@ TEST_CASE("a FIFO, a device, a directory or a symlink at the journal's path: ref
 }
 
 TEST_CASE("a journal of random bytes: reported, no garbage served, the pipe's orders served") {
-    temp_dir dir;
-    const auto fifo = dir / "orders";
-    const unique_fd holder = hold_fifo(fifo);
-    const auto journal = dir / "journal";
+    scratch_shop shop;
+    const auto& dir = shop.dir;
+    const auto& fifo = shop.fifo;
+    const auto& journal = shop.journal;
     write_file(journal, random_bytes(4096, true));
     REQUIRE(::chmod(journal.c_str(), 0600) == 0);
     const order_book book = write_orders(dir.path(), 4, 100);
@@ -219,10 +214,10 @@ TEST_CASE("a journal of random bytes: reported, no garbage served, the pipe's or
 }
 
 TEST_CASE("a journal whose last record is cut short: the rest is served, the cut one reported, never served") {
-    temp_dir dir;
-    const auto fifo = dir / "orders";
-    const unique_fd holder = hold_fifo(fifo);
-    const auto journal = dir / "journal";
+    scratch_shop shop;
+    const auto& dir = shop.dir;
+    const auto& fifo = shop.fifo;
+    const auto& journal = shop.journal;
     const order_book book = write_orders(dir.path(), 4, 100);
     std::vector<std::string> served;
     journal_with_orders(fifo, journal, book, dir.path(), served);
@@ -238,10 +233,10 @@ TEST_CASE("a journal whose last record is cut short: the rest is served, the cut
 }
 
 TEST_CASE("random bytes in the middle of a journal: the damage reported, the rest served, no garbage served") {
-    temp_dir dir;
-    const auto fifo = dir / "orders";
-    const unique_fd holder = hold_fifo(fifo);
-    const auto journal = dir / "journal";
+    scratch_shop shop;
+    const auto& dir = shop.dir;
+    const auto& fifo = shop.fifo;
+    const auto& journal = shop.journal;
     const order_book book = write_orders(dir.path(), 4, 100);
     std::vector<std::string> served;
     journal_with_orders(fifo, journal, book, dir.path(), served);
@@ -265,19 +260,19 @@ TEST_CASE("random bytes in the middle of a journal: the damage reported, the res
 }
 
 TEST_CASE("50 MiB of garbage as the journal: read with bounded memory and time, nothing of it served") {
-    temp_dir dir;
-    const auto fifo = dir / "orders";
-    const unique_fd holder = hold_fifo(fifo);
+    scratch_shop shop;
+    const auto& dir = shop.dir;
+    const auto& fifo = shop.fifo;
     const order_book book = write_orders(dir.path(), 4, 50);
     long small_rss = 0;
     {   // The same consumer on an empty journal, for its usual footprint.
         consumer_fixture consumer{fifo, draining(dir / "small-journal")};
-        REQUIRE(::write(holder.get(), "warm-up\n", 8) == 8);
+        REQUIRE(::write(shop.holder.get(), "warm-up\n", 8) == 8);
         REQUIRE(eventually([&] { return !consumer.output().lines().empty(); }, 20s));
         small_rss = peak_rss_kib(consumer.pid());
         CHECK(consumer.stop() == 0);
     }
-    const auto journal = dir / "journal";
+    const auto& journal = shop.journal;
     write_file(journal, random_bytes(50U << 20U, true));
     REQUIRE(::chmod(journal.c_str(), 0600) == 0);
     auto producers = start_producers(fifo, book, dir.path());

@@ -122,12 +122,7 @@ TEST_CASE("kill -9 while the consumer serves its journal at start") {
         consumer = second.consumer(consumer);
         REQUIRE(consumer > 0);
     }
-    const auto all_lines = [&] {
-        auto lines = served;
-        const auto more = second.output().lines();
-        lines.insert(lines.end(), more.begin(), more.end());
-        return lines;
-    };
+    const auto all_lines = [&] { return joined(served, second); };
     const bool drained = all_served(book.all, all_lines, 60s);
     CHECK(second.stop() == 0);
     const tally t = count(book.all, all_lines());

@@ -241,6 +241,13 @@ std::optional<int> watched::stop(std::chrono::milliseconds timeout) {
     return wait(timeout);
 }
 
+std::vector<std::string> joined(const std::vector<std::string>& earlier, const watched& later) {
+    auto lines = earlier;
+    const auto more = later.output().lines();
+    lines.insert(lines.end(), more.begin(), more.end());
+    return lines;
+}
+
 std::vector<process> start_producers(const std::filesystem::path& fifo, const order_book& book,
                                      const std::filesystem::path& log_dir) {
     std::vector<process> producers;
