@@ -143,6 +143,11 @@ std::vector<std::string> collector::lines() const {
     return lines_;
 }
 
+std::size_t collector::line_count() const {
+    const std::lock_guard lock{mutex_};
+    return lines_.size();
+}
+
 std::string collector::partial() const {
     const std::lock_guard lock{mutex_};
     return partial_;

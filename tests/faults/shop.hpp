@@ -72,6 +72,7 @@ public:
     collector& operator=(const collector&) = delete;
 
     [[nodiscard]] std::vector<std::string> lines() const;  // whole lines of stdout so far
+    [[nodiscard]] std::size_t line_count() const;
     [[nodiscard]] std::string partial() const;             // stdout after its last LF
     [[nodiscard]] std::string err() const;
     // Waits for EOF on both; false at the deadline.
