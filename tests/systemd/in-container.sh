@@ -129,7 +129,7 @@ no_failure() { ! journal $svc --since "$since" | grep -qE 'Failed with result|st
 check "the consumer exited 0 ('Deactivated successfully')" deactivated_ok
 check "no failure result" no_failure
 journal $svc --since "$since" | grep -iE 'journal' | head -n 5
-saved=$(journal $svc --since "$since" | sed -n 's/.* \([0-9]*\) orders wait in the journal.*/\1/p' | head -n 1)
+saved=$(journal $svc --since "$since" | sed -n 's/^\([0-9]*\) orders wait in the journal.*/\1/p' | head -n 1)
 old_served=$(journalctl _PID="$pid" -o cat --no-pager | grep -cE "^($slow)\$")
 from_pipe=$((300 - old_served - ${saved:-0}))
 echo "stopped instance served $old_served, left ${saved:-0} in its journal; $from_pipe were still in the producer"
