@@ -178,6 +178,8 @@ private:
     std::size_t fragment_bytes_ = 0;  // an unfinished line alone in the pipe
     clock::time_point fragment_since_{};
     clock::duration fragment_check_delay_{};
+    unsigned short_peeks_ = 0;
+    std::size_t short_peek_bytes_ = 0;
     clock::time_point next_fragment_check_{};
     bool journal_ok_ = true;
     bool end_of_input_ = false;
@@ -623,6 +625,24 @@ void shop::flush_warnings(bool all) {
 // writer in the middle of a line (cat of a big file) is seen at once; a
 // fragment nobody finishes costs some 30 wake-ups before it is dropped.
 void shop::note_fragment(std::size_t bytes) {
+    if (pipe_bytes() > bytes) {
+        // tee() saw only part of the pipe. Usually the writer is adding to
+        // it: look again at once. If three looks in a row see the same bytes,
+        // the pipe holds more pieces than our private pipe can take (a writer
+        // that splices tiny pieces into a pipe it made bigger): that line
+        // cannot be checked whole, so it is dropped like an over-long one.
+        fragment_bytes_ = 0;
+        short_peeks_ = bytes == short_peek_bytes_ ? short_peeks_ + 1 : 1;
+        short_peek_bytes_ = bytes;
+        if (short_peeks_ >= 3) {
+            consume(bytes);
+            discarding_ = true;
+            discarded_ = bytes;
+            short_peeks_ = 0;
+        }
+        return;
+    }
+    short_peeks_ = 0;
     const auto now = clock::now();
     if (bytes != fragment_bytes_) {
         fragment_bytes_ = bytes;

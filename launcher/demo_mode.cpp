@@ -36,7 +36,7 @@ constexpr auto output_grace = std::chrono::seconds{2};
 constexpr auto finish_retry = std::chrono::milliseconds{20};
 
 // A directory only we can enter (mkdtemp: mode 0700), removed with all it
-// holds (the FIFO, the consumer's backlog) when we are done.
+// holds (the FIFO, the consumer's journal) when we are done.
 class private_dir {
 public:
     private_dir() {
@@ -246,7 +246,7 @@ int run_demo(const demo_options& opts, const unique_fd& signals) {
     std::fprintf(stderr, "coffee-launcher: %llu of %llu orders served\n", static_cast<unsigned long long>(served_orders),
                  static_cast<unsigned long long>(orders_sent));
     if (served_orders < orders_sent && stop_signal == 0)
-        spdlog::warn("{} order{} not served (the consumer's --timeout {} came first?): saved to its backlog, "
+        spdlog::warn("{} order{} not served (the consumer's --timeout {} came first?): they wait in its journal, "
                      "which goes with the demo's directory",
                      orders_sent - served_orders, orders_sent - served_orders == 1 ? " was" : "s were",
                      format_duration(opts.timeout));

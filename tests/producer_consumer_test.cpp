@@ -512,6 +512,29 @@ TEST_CASE("kill -9 mid-brew: the journal's orders are served first, in order, an
     CHECK(all.size() <= orders.size() + 1);
 }
 
+TEST_CASE("kill -9 while a journal is replayed: the next start serves the rest, none lost") {
+    shop_dir shop;
+    std::vector<std::string> orders;
+    for (int i = 1; i <= 200; ++i)
+        orders.push_back("Replayed " + std::to_string(i));
+    process first = shop.consumer("first", {"--brew-time", "1s"});
+    CHECK(shop.producer("p", orders) == 0);
+    first.kill(SIGTERM);  // all 200 wait in the journal now
+    CHECK(first.wait() == 0);
+    process second = shop.consumer("second", {"--brew-time", "5ms"});
+    REQUIRE(coffee::test::eventually([&] { return coffee::test::read_lines(shop.out("second")).size() >= 20; }));
+    second.kill(SIGKILL);
+    CHECK(second.wait() == 128 + SIGKILL);
+    (void)shop.serve_the_rest("third");
+    const auto all = shop.served_by({"first", "second", "third"});
+    std::vector<std::string> once;
+    for (const auto& order : all)
+        if (once.empty() || once.back() != order)
+            once.push_back(order);
+    CHECK(once == orders);                       // none lost, in order
+    CHECK(all.size() <= orders.size() + 1);      // at most the one in hand, twice
+}
+
 TEST_CASE("a stop moves the whole lines in the pipe to the journal, even with no one holding the FIFO") {
     shop_dir shop;
     process first = shop.consumer("first", {"--brew-time", "1s", "--queue-size", "1"});

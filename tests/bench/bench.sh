@@ -61,15 +61,18 @@ measure_a() {
   [[ $(cat "$work/a.count") == "$orders" ]] || { echo "bench: wc counted $(cat "$work/a.count")" >&2; exit 1; }
 }
 
-measure_b() {
-  start_consumer "$work/b"
+# cat file > fifo into the consumer; $sync is passed on (--sync, or nothing).
+cat_into_consumer() {  # NAME
+  start_consumer "$work/$1"
   local start; start=$(now)
-  cat "$work/orders" > "$work/b"
-  echo finish > "$work/b"
+  cat "$work/orders" > "$work/$1"
+  echo finish > "$work/$1"
   wait "$consumer_pid"
   elapsed=$(( $(now) - start ))
-  check_served "$work/b" "(b)"
+  check_served "$work/$1" "($1)"
 }
+measure_b() { sync= cat_into_consumer b; }
+measure_e() { sync=--sync cat_into_consumer e; }
 
 measure_c() {
   start_consumer "$work/c"
@@ -88,16 +91,6 @@ measure_d() {
   wait "$consumer_pid"
   elapsed=$(( $(now) - start ))
   check_served "$work/d" "(d)"
-}
-
-measure_e() {  # (b) with --sync
-  sync=--sync start_consumer "$work/e"
-  local start; start=$(now)
-  cat "$work/orders" > "$work/e"
-  echo finish > "$work/e"
-  wait "$consumer_pid"
-  elapsed=$(( $(now) - start ))
-  check_served "$work/e" "(e)"
 }
 
 # best_of NAME: the fastest of $runs runs of measure_NAME, in ns; the peak

@@ -143,6 +143,11 @@ std::vector<std::string> collector::lines() const {
     return lines_;
 }
 
+std::size_t collector::line_count() const {
+    const std::lock_guard lock{mutex_};
+    return lines_.size();
+}
+
 std::string collector::partial() const {
     const std::lock_guard lock{mutex_};
     return partial_;
@@ -239,6 +244,13 @@ std::optional<int> watched::wait(std::chrono::milliseconds timeout) {
 std::optional<int> watched::stop(std::chrono::milliseconds timeout) {
     signal(SIGTERM);
     return wait(timeout);
+}
+
+std::vector<std::string> joined(const std::vector<std::string>& earlier, const watched& later) {
+    auto lines = earlier;
+    const auto more = later.output().lines();
+    lines.insert(lines.end(), more.begin(), more.end());
+    return lines;
 }
 
 std::vector<process> start_producers(const std::filesystem::path& fifo, const order_book& book,

@@ -72,6 +72,7 @@ public:
     collector& operator=(const collector&) = delete;
 
     [[nodiscard]] std::vector<std::string> lines() const;  // whole lines of stdout so far
+    [[nodiscard]] std::size_t line_count() const;
     [[nodiscard]] std::string partial() const;             // stdout after its last LF
     [[nodiscard]] std::string err() const;
     // Waits for EOF on both; false at the deadline.
@@ -133,6 +134,18 @@ public:
 // Creates the FIFO (0600) and holds it open (O_RDWR), as serve or systemd
 // would: what is in the pipe survives the consumers. Grown to 1 MiB.
 [[nodiscard]] unique_fd hold_fifo(const std::filesystem::path& fifo);
+
+// A scratch directory with the shop's FIFO held open in it and a journal
+// path beside it.
+struct scratch_shop {
+    temp_dir dir;
+    std::filesystem::path fifo = dir / "orders";
+    unique_fd holder = hold_fifo(fifo);
+    std::filesystem::path journal = dir / "journal";
+};
+
+// What earlier consumers served, then what `later` has served so far.
+[[nodiscard]] std::vector<std::string> joined(const std::vector<std::string>& earlier, const watched& later);
 
 // Starts one coffee-producer per file of `book` on `fifo`.
 [[nodiscard]] std::vector<process> start_producers(const std::filesystem::path& fifo, const order_book& book,

@@ -15,15 +15,15 @@ using namespace coffee::test::faults;
 TEST_SUITE("faults: stdout") {
 
 TEST_CASE("stdout on a disk that fills up mid-batch: exit 74, whole lines only, no duplicates, nothing lost") {
-    temp_dir dir;
+    scratch_shop shop;
+    const auto& dir = shop.dir;
     tmpfs_mount disk{dir / "disk", "64k"};
     if (!disk.ok()) {
         skip(disk.why());
         return;
     }
-    const auto fifo = dir / "orders";
-    const unique_fd holder = hold_fifo(fifo);
-    const auto journal = dir / "journal";
+    const auto& fifo = shop.fifo;
+    const auto& journal = shop.journal;
     const order_book book = write_orders(dir.path(), 4, 2000);  // 112 KB of lines for 64 KiB
     auto producers = start_producers(fifo, book, dir.path());
     expect_delivered(producers);
@@ -63,10 +63,10 @@ TEST_CASE("stdout on a disk that fills up mid-batch: exit 74, whole lines only, 
 }
 
 TEST_CASE("stdout is a pipe whose reader goes away: exit 74, every order served once in the end") {
-    temp_dir dir;
-    const auto fifo = dir / "orders";
-    const unique_fd holder = hold_fifo(fifo);
-    const auto journal = dir / "journal";
+    scratch_shop shop;
+    const auto& dir = shop.dir;
+    const auto& fifo = shop.fifo;
+    const auto& journal = shop.journal;
     const order_book book = write_orders(dir.path(), 4, 250);
     auto producers = start_producers(fifo, book, dir.path());
     expect_delivered(producers);
@@ -90,12 +90,7 @@ TEST_CASE("stdout is a pipe whose reader goes away: exit 74, every order served 
     CHECK(r.exit_code() == 74);
 
     consumer_fixture second{fifo, {"--journal", journal.native(), "--brew-time", "0", "-q"}};
-    const auto all_lines = [&] {
-        auto lines = served;
-        const auto more = second.output().lines();
-        lines.insert(lines.end(), more.begin(), more.end());
-        return lines;
-    };
+    const auto all_lines = [&] { return joined(served, second); };
     const bool drained = all_served(book.all, all_lines, 60s);
     CHECK(second.stop() == 0);
     const tally t = count(book.all, all_lines());

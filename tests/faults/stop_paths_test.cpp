@@ -42,12 +42,7 @@ void stop_and_drain(const stop_case& c, Stop&& stop) {
         MESSAGE("served before the stop: ", served.size(), " of ", book.all.size());
     }
     serve_fixture second{fifo, {}, {"--journal", journal, "--brew-time", "0", "-q"}};
-    const auto all_lines = [&] {
-        auto lines = served;
-        const auto more = second.output().lines();
-        lines.insert(lines.end(), more.begin(), more.end());
-        return lines;
-    };
+    const auto all_lines = [&] { return joined(served, second); };
     const bool drained = all_served(book.all, all_lines, 60s);
     CHECK(second.stop() == 0);
     const tally t = count(book.all, all_lines());
