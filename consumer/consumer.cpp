@@ -2,6 +2,7 @@
 
 #include "backlog.hpp"
 #include "order_queue.hpp"
+#include "status.hpp"
 
 #include <coffee/errors.hpp>
 #include <coffee/fifo.hpp>
@@ -56,7 +57,6 @@ Exit codes:
 // while one in our memory does not: so read one PIPE_BUF at a time.
 constexpr std::size_t instant_read_chunk = 65536;
 constexpr std::size_t brewing_read_chunk = max_line_bytes;
-constexpr auto status_interval = std::chrono::seconds{1};
 
 class shop {
 public:
@@ -64,7 +64,8 @@ public:
         : opts_{opts}, fifo_{std::move(fifo)}, fifo_name_{std::move(fifo_name)}, backlog_{std::move(backlog)},
           signals_{std::move(signals)}, wake_{::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)},
           queue_{opts.queue_size, [this] { wake(); }},
-          read_chunk_{opts.brew_time.count() == 0 ? instant_read_chunk : brewing_read_chunk} {
+          read_chunk_{opts.brew_time.count() == 0 ? instant_read_chunk : brewing_read_chunk},
+          status_interval_{status_interval_from_env()}, board_{opts.baristas} {
         if (!wake_)
             throw_system_error(errno, "eventfd");
     }
@@ -86,7 +87,7 @@ private:
         const std::uint64_t one = 1;
         (void)!::write(wake_.get(), &one, sizeof one);
     }
-    void barista();
+    void barista(unsigned index);
     void handle_signals();
     void read_orders();
     void take_line(const line_reader::line& line);
@@ -108,6 +109,7 @@ private:
     order_queue queue_;
     std::size_t read_chunk_;
     std::vector<std::thread> baristas_;
+    duration status_interval_;
 
     // Reader-thread state.
     phase phase_ = phase::taking_orders;
@@ -124,6 +126,7 @@ private:
     std::atomic<std::uint64_t> served_{0};
     std::atomic<bool> output_failed_{false};
     std::mutex output_mutex_;
+    barista_board board_;
 };
 
 int shop::run() {
@@ -134,7 +137,7 @@ int shop::run() {
                      backlog_.native(), backlog_rejected);
 
     for (unsigned i = 0; i < opts_.baristas; ++i)
-        baristas_.emplace_back([this] { barista(); });
+        baristas_.emplace_back([this, i] { barista(i); });
 
     const auto started = clock::now();
     const auto deadline = opts_.timeout.count() > 0 ? started + opts_.timeout : clock::time_point::max();
@@ -166,7 +169,7 @@ int shop::run() {
         std::array<pollfd, 3> fds{pollfd{signals_.get(), POLLIN, 0}, pollfd{wake_.get(), POLLIN, 0},
                                   pollfd{fifo_.get(), POLLIN, 0}};
         const bool want_orders = phase_ == phase::taking_orders && pending_.empty();
-        auto wait_until = now + status_interval;
+        auto wait_until = now + status_interval_;
         if (phase_ != phase::stopping)
             wait_until = std::min(wait_until, deadline);
         if (watchdog)
@@ -197,13 +200,14 @@ int shop::run() {
     return shut_down();
 }
 
-void shop::barista() {
+void shop::barista(unsigned index) {
     const bool brewing_takes_time = opts_.brew_time.count() > 0;
     // One order at a time while brewing takes time; otherwise a whole batch
     // as it was read, so that the queue's lock is taken per read, not per order.
     const std::size_t batch_size = brewing_takes_time ? 1 : std::numeric_limits<std::size_t>::max();
     order_batch batch;
     while (queue_.pop(batch, batch_size)) {
+        board_.brewing(index, std::string_view{batch.text}.substr(0, batch.text.find('\n')));
         if (brewing_takes_time || spdlog::should_log(spdlog::level::info)) {
             std::string_view rest = batch.text;
             while (!rest.empty()) {
@@ -228,8 +232,10 @@ void shop::barista() {
             break;
         }
         served_ += batch.count;
+        board_.idle(index);
         batch.clear();
     }
+    board_.idle(index);
     queue_.barista_left();
 }
 
@@ -360,10 +366,13 @@ int shop::shut_down() {
 
 void shop::report_status(bool force) {
     const auto now = clock::now();
-    if (!force && now - last_status_time_ < status_interval)
+    if (!force && now - last_status_time_ < status_interval_)
         return;
-    std::string status = fmt::format("STATUS=served {}, waiting {}, rejected {}", served_.load(),
-                                     queue_.size() + pending_.count, rejected_);
+    std::string status = format_status({.served = served_.load(),
+                                        .waiting = queue_.size() + pending_.count,
+                                        .rejected = rejected_,
+                                        .pipe = measure_pipe(fifo_.get()),
+                                        .baristas = board_.snapshot()});
     if (status != last_status_ || force) {
         notify(status);
         last_status_ = std::move(status);
