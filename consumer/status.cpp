@@ -4,9 +4,6 @@
 
 #include <fmt/format.h>
 
-#include <fcntl.h>
-#include <sys/ioctl.h>
-
 #include <algorithm>
 #include <cstdlib>
 
@@ -27,23 +24,7 @@ std::string_view cut(std::string_view text, std::size_t max) {
     return text.substr(0, end);
 }
 
-// 61/64 KiB: whole KiB, rounded up, so that a pipe with a few bytes in it
-// never reads as empty and only a full one reads as full.
-std::string describe_fill(const pipe_fill& fill) {
-    if (fill.capacity % 1024 != 0)
-        return fmt::format("{}/{} bytes", fill.unread, fill.capacity);
-    return fmt::format("{}/{} KiB", (fill.unread + 1023) / 1024, fill.capacity / 1024);
-}
-
 }  // namespace
-
-std::optional<pipe_fill> measure_pipe(int fd) noexcept {
-    int unread = 0;
-    const int capacity = ::fcntl(fd, F_GETPIPE_SZ);
-    if (capacity <= 0 || ::ioctl(fd, FIONREAD, &unread) != 0 || unread < 0)
-        return std::nullopt;
-    return pipe_fill{static_cast<std::size_t>(unread), static_cast<std::size_t>(capacity)};
-}
 
 void barista_board::brewing(unsigned barista, std::string_view order) {
     const std::lock_guard lock{mutex_};

@@ -1,5 +1,6 @@
 #pragma once
 #include <coffee/duration.hpp>
+#include <coffee/pipe_fill.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -13,16 +14,6 @@
 // sd_notify(3) STATUS= messages: served, waiting, the pipe's fill, the
 // baristas at work.
 namespace coffee::consumer {
-
-// How full a pipe is: bytes unread (FIONREAD) of its capacity (F_GETPIPE_SZ).
-struct pipe_fill {
-    std::size_t unread = 0;
-    std::size_t capacity = 0;
-};
-
-// The fill of the pipe (or FIFO) behind `fd`; nullopt when it cannot be
-// measured (not a pipe).
-[[nodiscard]] std::optional<pipe_fill> measure_pipe(int fd) noexcept;
 
 // What each barista is doing: the order in hand, or idle. Baristas write
 // their own slot; the reader thread reads them all for the status. Safe to
