@@ -402,8 +402,11 @@ int run_demo(const demo_options& opts, const unique_fd& signals) {
         }
         const int status = *m.process.status();
         const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        // During our own shutdown, a child stopped by our SIGTERM did as told.
-        const bool stopped_by_us = stop_signal != 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM;
+        // During our own shutdown, a child stopped by our SIGTERM did as told;
+        // so did one stopped by the signal we got (Ctrl-C reaches the whole
+        // foreground process group).
+        const bool stopped_by_us = stop_signal != 0 && WIFSIGNALED(status) &&
+                                   (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == stop_signal);
         all_ok = all_ok && ok;
         std::fprintf(stderr, "coffee-launcher: %s (pid %d) %s%s\n", m.role.c_str(), static_cast<int>(m.process.pid()),
                      describe_wait_status(status).c_str(), ok || stopped_by_us ? "" : "  <- failed");

@@ -235,10 +235,12 @@ std::string summary_line(const demo_snapshot& s) {
         full = " FULL";
     else if (s.pipe && s.pipe->unread == 0)
         full = " empty";
-    return fmt::format("{:5.1f}s {}{}, customers {} blocked {} ordering {} done, baristas {}/{} busy, served {}/{} ({:.0f}/s)",
+    const unsigned to_come = count_state(s, customer_state::not_yet_here);
+    return fmt::format("{:5.1f}s {}{}, customers {} blocked {} ordering {} done{}, baristas {}/{} busy, served {}/{} ({:.0f}/s)",
                        std::chrono::duration<double>(s.elapsed).count(), fill_text(s), full, count_state(s, customer_state::blocked),
-                       count_state(s, customer_state::ordering) + count_state(s, customer_state::not_yet_here),
-                       count_state(s, customer_state::done), busy_baristas(s), baristas_total(s), s.served, s.ordered, s.per_second);
+                       count_state(s, customer_state::ordering), count_state(s, customer_state::done),
+                       to_come > 0 ? fmt::format(" {} to come", to_come) : "", busy_baristas(s), baristas_total(s), s.served,
+                       s.ordered, s.per_second);
 }
 
 bool stderr_can_go_live() {
