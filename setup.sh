@@ -9,8 +9,8 @@ cd "$(dirname "$0")"
 build_packages=(build-essential cmake ninja-build pkg-config libspdlog-dev libcxxopts-dev doctest-dev)
 # clang + its runtime: the libFuzzer target. systemd + systemd-container: the
 # unit tests under a real systemd in a throwaway container. dpkg-dev, file:
-# cpack -G DEB. time: the benchmark's peak RSS.
-test_packages=(clang libclang-rt-14-dev systemd systemd-container dpkg-dev file time)
+# cpack -G DEB. time: the benchmark's peak RSS. tmux: the demo's live view in a terminal.
+test_packages=(clang libclang-rt-14-dev systemd systemd-container dpkg-dev file time tmux)
 
 install_missing() {
   local missing=()

@@ -223,7 +223,10 @@ std::vector<std::string> render_frame(const demo_snapshot& s, unsigned width, un
                                                      : s.shop.ready    ? "open"
                                                                        : "opening";
     lines.push_back(line().add("  ").add(state).add(s.shop.status.empty() ? "" : fmt::format(", STATUS=\"{}\"", s.shop.status), dim).take());
-    lines.push_back(line().add(s.stopping ? "stopping: waiting for the orders being brewed" : "Ctrl-C stops the shop gracefully", dim).take());
+    const std::string_view hint = s.stopping           ? "stopping: waiting for the orders being brewed"
+                                  : s.consumer_running ? "Ctrl-C stops the shop gracefully"
+                                                       : "the shop is closed";
+    lines.push_back(line().add(hint, dim).take());
     if (lines.size() > height)
         lines.resize(height);
     return lines;
