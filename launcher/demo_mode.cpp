@@ -151,7 +151,12 @@ int run_demo(const demo_options& opts, const unique_fd& signals) {
     if (!fifo_fd)
         throw_system_error(errno, "open FIFO '{}'", fifo.native());
     // The consumer tells us how it is doing as it would tell systemd.
-    notify_listener notify{dir.path() / "notify"};
+    std::optional<notify_listener> notify;
+    try {
+        notify.emplace(dir.path() / "notify");
+    } catch (const std::system_error& e) {
+        spdlog::warn("{}: the demo goes on without the shop's STATUS=", e.what());
+    }
 
     // The view (on a terminal) takes our log lines; the children's reach it
     // through a pipe.
@@ -215,7 +220,8 @@ int run_demo(const demo_options& opts, const unique_fd& signals) {
             members.push_back(std::move(customer));
         }
         start_member(members.front(), {{STDOUT_FILENO, served.write.get()}},
-                     {fmt::format("NOTIFY_SOCKET={}", notify.path().native()), fmt::format("COFFEE_STATUS_INTERVAL={}", status_interval)});
+                     {notify ? fmt::format("NOTIFY_SOCKET={}", notify->path().native()) : "NOTIFY_SOCKET",
+                      fmt::format("COFFEE_STATUS_INTERVAL={}", status_interval)});
         served.write.reset();
         start_arrivals(started);
     } catch (const exec_error& e) {
@@ -296,14 +302,14 @@ int run_demo(const demo_options& opts, const unique_fd& signals) {
     while (std::any_of(members.begin(), members.end(), [](const member& m) { return m.process.running(); }) || served.read) {
         std::array<pollfd, 4> fds{{{signals.get(), POLLIN, 0},
                                    {served.read ? served.read.get() : -1, POLLIN, 0},
-                                   {notify.fd(), POLLIN, 0},
+                                   {notify ? notify->fd() : -1, POLLIN, 0},
                                    {child_logs.read ? child_logs.read.get() : -1, POLLIN, 0}}};
         const int timeout = detail::poll_timeout(detail::earliest(
             detail::earliest(detail::earliest(kill_deadline, drain_deadline), detail::earliest(finish_deadline, arrival_at)), next_tick));
         if (retry_on_eintr([&] { return ::poll(fds.data(), fds.size(), timeout); }) < 0)
             throw_system_error(errno, "poll");
         if (fds[2].revents != 0)
-            (void)notify.receive(report);
+            (void)notify->receive(report);
         if (fds[3].revents != 0) {
             const ssize_t r = retry_on_eintr([&] { return ::read(child_logs.read.get(), chunk.data(), chunk.size()); });
             if (r > 0)
@@ -391,7 +397,14 @@ int run_demo(const demo_options& opts, const unique_fd& signals) {
         }
     }
 
-    // The last picture, then the summary: one line per child, then the orders.
+    // What the children logged last, the last picture, then the summary:
+    // one line per child, then the orders.
+    while (child_logs.read) {
+        const ssize_t r = retry_on_eintr([&] { return ::read(child_logs.read.get(), chunk.data(), chunk.size()); });
+        if (r <= 0)
+            break;
+        view->print_above({chunk.data(), static_cast<std::size_t>(r)}, false);
+    }
     show(clock::now());
     view.reset();  // the terminal as it was, before the summary
     bool all_ok = true;

@@ -1,7 +1,7 @@
 #!/bin/bash
 # coffee-launcher demo's live view in a real terminal: tmux at a fixed size,
 # its screen captured (capture-pane) while the shop works.
-#   live_view_test.sh rush|ctrl-c LAUNCHER CONSUMER PRODUCER
+#   live_view_test.sh rush|ctrl-c|sigterm LAUNCHER CONSUMER PRODUCER
 # Exit 0 passed, 1 failed, 77 skipped (with "SKIP: <reason>").
 set -u
 what=$1 launcher=$2 consumer=$3 producer=$4
@@ -91,7 +91,7 @@ rush)
   check "every customer done, exit 0" test "$(grep -c 'done, exit 0' "$work/screen.final")" -eq 8
   check "no line wider than the terminal" test "$(awk '{ if (length($0) > 100) n++ } END { print n + 0 }' "${screens[@]}")" -eq 0
   ;;
-ctrl-c)
+ctrl-c | sigterm)
   # Narrow, and without colours.
   start_shell 72 30 NO_COLOR=1
   tm send-keys -t t "$demo > /dev/null; echo \$? > $done_file" Enter
@@ -107,7 +107,13 @@ ctrl-c)
   check "the view is on the screen" grep -q 'BLOCKED in write()' "$work/screen.running"
   check "NO_COLOR: no colours on the screen" test "$(grep -c "$(printf '\033')\[[0-9;]*3[0-9]m" "$work/screen.running")" -eq 0
   check "no line wider than 72 columns" test "$(screen | awk '{ if (length($0) > 72) n++ } END { print n + 0 }')" -eq 0
-  tm send-keys -t t C-c
+  if [ "$what" = ctrl-c ]; then
+    tm send-keys -t t C-c
+    expected=130
+  else
+    kill -TERM "$launcher_pid"
+    expected=143
+  fi
   for _ in $(seq 150); do
     [ -s "$done_file" ] && break
     sleep 0.1
@@ -115,9 +121,9 @@ ctrl-c)
   sleep 0.3  # the prompt
   screen > "$work/screen.final"
   tm capture-pane -p -e -t t > "$work/screen.escapes"
-  echo "--- the screen after Ctrl-C:"
+  echo "--- the screen after $what:"
   cat "$work/screen.final"
-  check "the demo stopped on Ctrl-C: 130" grep -qx 130 "$done_file"
+  check "the demo stopped on $what: $expected" grep -qx "$expected" "$done_file"
   check "the cursor is shown again" test "$(tm display -p -t t '#{cursor_flag}')" = 1
   last=$(grep -v '^$' "$work/screen.escapes" | tail -1)
   check "the prompt comes back clean, no escape sequence left" test "$last" = 'PROMPT$'
@@ -127,7 +133,7 @@ ctrl-c)
   done
   ;;
 *)
-  echo "usage: $0 rush|ctrl-c LAUNCHER CONSUMER PRODUCER" >&2
+  echo "usage: $0 rush|ctrl-c|sigterm LAUNCHER CONSUMER PRODUCER" >&2
   exit 64
   ;;
 esac
