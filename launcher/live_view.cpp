@@ -145,7 +145,8 @@ std::vector<std::string> render_frame(const demo_snapshot& s, unsigned width, un
     lines.push_back(line().add("THE PIPE", bold).add(fmt::format("  {}: write() blocks when full, read() when empty", s.fifo), dim).take());
     {
         const bool full = s.pipe && pipe_full(*s.pipe);
-        const unsigned gauge = std::clamp(width, 24U, 200U) - 4 - 44;
+        // What is left of the line after "  [" and "] 63/64 KiB (~2257 orders)  FULL".
+        const unsigned gauge = std::max(std::min(width, 200U), 58U) - 48;
         const double ratio = s.pipe && s.pipe->capacity > 0 ? static_cast<double>(s.pipe->unread) / static_cast<double>(s.pipe->capacity) : 0;
         auto filled = static_cast<unsigned>(std::lround(ratio * gauge));
         if (s.pipe && s.pipe->unread > 0)
