@@ -3,6 +3,7 @@
 #include "journal.hpp"
 #include "old_backlog.hpp"
 #include "order_queue.hpp"
+#include "status.hpp"
 
 #include <coffee/errors.hpp>
 #include <coffee/fifo.hpp>
@@ -70,7 +71,6 @@ constexpr std::size_t brewing_take = max_line_bytes;
 // only by a kill in the middle of a write(), at a page boundary).
 constexpr std::size_t pipe_output_chunk = max_line_bytes;
 constexpr std::size_t file_output_chunk = 65536;
-constexpr auto status_interval = std::chrono::seconds{1};
 // An unfinished line (no LF) that nothing has added to for this long is
 // dropped, so that it is not glued onto the next writer's line.
 constexpr auto fragment_timeout = std::chrono::milliseconds{500};
@@ -99,7 +99,8 @@ public:
           signals_{std::move(signals)}, wake_{::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)},
           devnull_{::open("/dev/null", O_WRONLY | O_CLOEXEC)}, queue_{opts.queue_size, [this] { wake(); }},
           take_limit_{opts.brew_time.count() == 0 ? instant_take : brewing_take},
-          stdout_is_journal_{is_journal_stream(STDOUT_FILENO)}, output_chunk_{stdout_chunk()} {
+          stdout_is_journal_{is_journal_stream(STDOUT_FILENO)}, output_chunk_{stdout_chunk()},
+          status_interval_{status_interval_from_env()}, board_{opts.baristas} {
         if (!wake_)
             throw_system_error(errno, "eventfd");
         if (!devnull_)
@@ -130,7 +131,7 @@ private:
         const std::uint64_t one = 1;
         (void)!::write(wake_.get(), &one, sizeof one);
     }
-    void barista();
+    void barista(unsigned index);
     bool brew(const order_batch& batch);
     void serve(const order_batch& batch);
     void cut_partial_line(std::size_t bytes);
@@ -169,6 +170,7 @@ private:
     bool stdout_is_journal_;
     std::size_t output_chunk_;
     std::vector<std::thread> baristas_;
+    duration status_interval_;
 
     // Reader-thread state.
     phase phase_ = phase::taking_orders;
@@ -196,6 +198,7 @@ private:
     std::atomic<bool> output_failed_{false};
     std::atomic<bool> served_unrecorded_{false};  // the journal failed under a barista
     std::mutex output_mutex_;
+    barista_board board_;
 };
 
 int shop::run() {
@@ -210,7 +213,7 @@ int shop::run() {
         spdlog::info("serving {} unserved orders from the journal '{}' first", loaded.unserved, journal_.path().native());
 
     for (unsigned i = 0; i < opts_.baristas; ++i)
-        baristas_.emplace_back([this] { barista(); });
+        baristas_.emplace_back([this, i] { barista(i); });
 
     const auto started = clock::now();
     const auto deadline = opts_.timeout.count() > 0 ? started + opts_.timeout : clock::time_point::max();
@@ -248,7 +251,7 @@ int shop::run() {
         const bool watch_fragment = taking && fragment_bytes_ > 0;
         std::array<pollfd, 3> fds{pollfd{signals_.get(), POLLIN, 0}, pollfd{wake_.get(), POLLIN, 0},
                                   pollfd{fifo_.get(), POLLIN, 0}};
-        auto wait_until = now + status_interval;
+        auto wait_until = now + status_interval_;
         if (phase_ != phase::stopping)
             wait_until = std::min(wait_until, deadline);
         if (watchdog)
@@ -286,18 +289,21 @@ int shop::run() {
     return shut_down();
 }
 
-void shop::barista() {
+void shop::barista(unsigned index) {
     // One order at a time while brewing takes time; otherwise a whole batch
     // as it was taken, so that the queue's lock is taken per take, not per order.
     const std::size_t batch_size = opts_.brew_time.count() > 0 ? 1 : std::numeric_limits<std::size_t>::max();
     order_batch batch;
     while (queue_.pop(batch, batch_size)) {
+        board_.brewing(index, std::string_view{batch.text}.substr(0, batch.text.find('\n')));
         const bool served = brew(batch);
+        board_.idle(index);
         queue_.done();
         if (!served)
             break;
         batch.clear();
     }
+    board_.idle(index);
     queue_.barista_left();
 }
 
@@ -804,10 +810,13 @@ int shop::shut_down() {
 
 void shop::report_status(bool force) {
     const auto now = clock::now();
-    if (!force && now - last_status_time_ < status_interval)
+    if (!force && now - last_status_time_ < status_interval_)
         return;
-    std::string status = fmt::format("STATUS=served {}, waiting {}, rejected {}", served_.load(),
-                                     queue_.size() + pending_.count, rejected_);
+    std::string status = format_status({.served = served_.load(),
+                                        .waiting = queue_.size() + pending_.count,
+                                        .rejected = rejected_,
+                                        .pipe = measure_pipe(fifo_.get()),
+                                        .baristas = board_.snapshot()});
     if (status != last_status_ || force) {
         notify(status);
         last_status_ = std::move(status);

@@ -21,13 +21,17 @@ namespace {
 constexpr std::string_view general_help = R"(coffee-launcher: starts the coffee shop's processes with fork/exec and wires them with pipes.
 
 Usage:
-  coffee-launcher demo  [--producers N] [--orders M] [--brew-time DUR] [--timeout DUR] [--baristas K]
+  coffee-launcher demo  [--scenario rush|quiet] [--no-live] [--producers N] [--orders M]
+                        [--brew-time DUR] [--timeout DUR] [--baristas K]
   coffee-launcher pipe  [--input TEXT | --input-file F] [-- COMMAND ARGS...]
   coffee-launcher serve [--fifo PATH] [--restart-delay DUR] [--start-limit N] [-- CONSUMER OPTIONS...]
   coffee-launcher MODE --help
 
 demo   the seed's shop: a private FIFO, one coffee-consumer, N coffee-producers;
        sends "finish" once every producer is done, prints a summary per child.
+       On a terminal, a live view shows the pipe fill, customers block and
+       baristas brew; --scenario rush or quiet shows a morning rush or a quiet
+       afternoon.
 pipe   runs COMMAND (default: cat) with its stdin and stdout on pipes; feeds it
        --input, --input-file, our stdin when it is not a terminal, else the
        seed's "Hello from child!"; copies its output to our stdout.
@@ -41,6 +45,18 @@ Durations: 250ms, 4s, 1m. Logs go to stderr; --log-level, -q, -v.
 constexpr std::string_view demo_help = R"(
 Served orders go to stdout (the consumer's output, through a pipe); logs and
 the summary (one line per child: pid and exit status) go to stderr.
+
+Scenarios (explicit options still win):
+  rush   8 customers order 425 coffees each at once; 2 baristas, 5ms a cup:
+         the pipe (64 KiB) fills, customers block in write(), then it drains
+  quiet  8 customers come one at a time, 600ms apart, 1 coffee each;
+         2 baristas, 400ms a cup: the baristas wait on an empty pipe
+
+When stderr is a terminal (TERM set, not "dumb"), a live view is redrawn
+there 10 times a second, served orders and logs scrolling above it; NO_COLOR
+turns its colours off. Otherwise, or with --no-live, one summary line a
+second goes to the log (info). With a view or a scenario, the children log
+warnings only, unless --log-level, -q or -v says otherwise.
 
 Exit codes:
   0    every child succeeded
@@ -145,9 +161,35 @@ void check_no_unknown_options(const cxxopts::ParseResult& result) {
     }
 }
 
+// The scenario's shape; options given after it on the command line or
+// before it change it.
+void apply_scenario(demo_options& d, const std::string& name) {
+    using namespace std::chrono_literals;
+    if (name == "rush") {
+        d.scenario = demo_scenario::rush;
+        d.producers = 8;
+        d.orders = 425;
+        d.baristas = 2;
+        d.brew_time = 5ms;
+        d.timeout = 60s;
+    } else if (name == "quiet") {
+        d.scenario = demo_scenario::quiet;
+        d.producers = 8;
+        d.orders = 1;
+        d.baristas = 2;
+        d.brew_time = 400ms;
+        d.arrival_interval = 600ms;
+        d.timeout = 60s;
+    } else {
+        throw usage_error(fmt::format("unknown --scenario '{}': use rush or quiet", name));
+    }
+}
+
 void parse_demo(options& opts, int argc, char* argv[]) {
     cxxopts::Options o{"coffee-launcher demo", "Runs the seed's coffee shop as separate processes over a private FIFO."};
     o.add_options()
+        ("scenario", "rush or quiet: see below", cxxopts::value<std::string>(), "NAME")
+        ("no-live", "no live view, even on a terminal: one summary line a second instead")
         ("producers", "number of coffee-producer processes (default 1)", cxxopts::value<unsigned>(), "N")
         ("orders", "orders per producer (default: the menu, Espresso Arabica Latte Cappuccino)", cxxopts::value<unsigned>(), "M")
         ("brew-time", "the consumer's brew time per order (default 4s)", cxxopts::value<std::string>(), "DUR")
@@ -164,8 +206,11 @@ void parse_demo(options& opts, int argc, char* argv[]) {
     check_no_unknown_options(result);
     reject_positionals(result, "");
     demo_options& d = opts.demo;
-    d.producers = positive_option<unsigned>(result, "producers", 1, 1000);
-    d.orders = positive_option<unsigned>(result, "orders", 0, 10'000'000);
+    if (result.count("scenario") > 0)
+        apply_scenario(d, result["scenario"].as<std::string>());
+    d.live = result.count("no-live") == 0;
+    d.producers = positive_option<unsigned>(result, "producers", d.producers, 1000);
+    d.orders = positive_option<unsigned>(result, "orders", d.orders, 10'000'000);
     d.brew_time = duration_option(result, "brew-time", d.brew_time);
     d.timeout = duration_option(result, "timeout", d.timeout);
     if (result.count("baristas") > 0)

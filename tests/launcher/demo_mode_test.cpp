@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -109,6 +110,64 @@ TEST_CASE("SIGTERM during demo: children gone within the deadline, directory rem
     for (const pid_t pid : children)
         CHECK_FALSE(coffee::test::is_alive(pid));
     CHECK(is_empty_dir(tmp.path()));
+}
+
+TEST_CASE("without a terminal, --scenario rush tells its story in one summary line a second") {
+    const auto r = coffee::test::run(demo_args({"--scenario", "rush"}), {}, 60s);
+    CHECK(r.exit_code() == 0);
+    const auto served = lines_of(r.out);
+    CHECK(served.size() == 3400);
+    CHECK(std::set<std::string>(served.begin(), served.end()).size() == 3400);
+    CHECK(r.err.find('\x1b') == std::string::npos);  // no terminal, no escape sequences
+
+    // "  2.0s pipe 63/64 KiB (~2257 orders) FULL, customers 2 blocked 0 ordering 6 done, baristas 2/2 busy, served 760/3400 (390/s)"
+    const std::regex summary_re{R"(info: +([0-9.]+)s pipe (\d+)/64 KiB \(~\d+ orders?\)( FULL| empty)?, customers (\d+) blocked (\d+) ordering (\d+) done, baristas (\d+)/2 busy, served (\d+)/3400 \(\d+/s\))"};
+    bool full_with_blocked = false;
+    bool empty_after_full = false;
+    std::string last;
+    int summaries = 0;
+    for (const std::string& line : lines_of(r.err)) {
+        std::smatch m;
+        if (!std::regex_search(line, m, summary_re))
+            continue;
+        ++summaries;
+        last = line;
+        if (m[3] == " FULL" && std::stoi(m[2]) >= 60 && std::stoi(m[4]) >= 1)
+            full_with_blocked = true;
+        if (full_with_blocked && m[3] == " empty" && m[2] == "0")
+            empty_after_full = true;
+    }
+    INFO(r.err);
+    CHECK(summaries >= 5);  // the rush takes several seconds
+    CHECK(full_with_blocked);
+    CHECK(empty_after_full);
+    CHECK(last.find("customers 0 blocked 0 ordering 8 done") != std::string::npos);
+    CHECK(last.find("served 3400/3400") != std::string::npos);
+    CHECK(r.err.find("3400 of 3400 orders served") != std::string::npos);
+}
+
+TEST_CASE("--scenario quiet: customers come one at a time to an empty pipe") {
+    const auto r = coffee::test::run(demo_args({"--scenario", "quiet", "--no-live"}), {}, 60s);
+    CHECK(r.exit_code() == 0);
+    CHECK(lines_of(r.out).size() == 8);
+    const std::regex summary_re{R"(s pipe (\d+)/64 KiB .*customers (\d+) blocked .* (\d+) to come)"};
+    int waiting_for_customers = 0;
+    for (const std::string& line : lines_of(r.err)) {
+        std::smatch m;
+        if (std::regex_search(line, m, summary_re)) {
+            ++waiting_for_customers;
+            CHECK(m[2] == "0");  // nobody waits on a quiet afternoon
+        }
+    }
+    INFO(r.err);
+    CHECK(waiting_for_customers >= 2);
+    CHECK(r.err.find("8 of 8 orders served") != std::string::npos);
+}
+
+TEST_CASE("an unknown --scenario is a usage error naming it") {
+    const auto r = coffee::test::run(demo_args({"--scenario", "brunch"}));
+    CHECK(r.exit_code() == 64);
+    CHECK(r.err.find("unknown --scenario 'brunch': use rush or quiet") != std::string::npos);
 }
 
 }  // TEST_SUITE

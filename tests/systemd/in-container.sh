@@ -80,7 +80,7 @@ check "each of the 100 exactly once" test "$(served 'order-[0-9]+' | sort | uniq
 check "no order twice" test "$(served 'order-[0-9]+' | wc -l)" = 100
 check "STATUS= reaches 'served 100'" wait_until 5 sh -c "systemctl show -p StatusText --value $svc | grep -q 'served 100,'"
 systemctl status --no-pager $svc | sed -n '1,8p'
-check "systemctl status shows the STATUS text" sh -c "systemctl status --no-pager $svc | grep -qE 'Status: \"served [0-9]+, waiting [0-9]+, rejected [0-9]+\"'"
+check "systemctl status shows the STATUS text" sh -c "systemctl status --no-pager $svc | grep -qE 'Status: \"served [0-9]+, waiting [0-9]+, pipe [0-9]+/[0-9]+ KiB, baristas [0-9]+/[0-9]+ busy, rejected [0-9]+\"'"
 pid=$(main_pid)
 user=$(stat -c %U "/proc/$pid" 2>/dev/null)
 echo "main PID $pid runs as '$user' (uid $(stat -c %u "/proc/$pid" 2>/dev/null))"
