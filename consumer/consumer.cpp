@@ -6,6 +6,7 @@
 #include <coffee/errors.hpp>
 #include <coffee/fifo.hpp>
 #include <coffee/line_protocol.hpp>
+#include <coffee/pipe_size_watch.hpp>
 #include <coffee/posix.hpp>
 #include <coffee/sd_daemon.hpp>
 #include <coffee/signals.hpp>
@@ -15,7 +16,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -208,7 +208,7 @@ void shop::barista() {
             std::string_view rest = batch.text;
             while (!rest.empty()) {
                 const std::size_t lf = rest.find('\n');
-                spdlog::info("Processing order: {}", rest.substr(0, lf));
+                spdlog::info("Processing order: {}", printable(rest.substr(0, lf), max_order_bytes));
                 if (brewing_takes_time)
                     std::this_thread::sleep_for(opts_.brew_time);
                 rest.remove_prefix(lf + 1);
@@ -445,12 +445,15 @@ options parse_command_line(int argc, char* argv[]) {
 
 int run(const options& opts) {
     ignore_sigpipe();  // a closed stdout is EPIPE, handled by the baristas
+    // The inherited descriptors first: the signalfd below would otherwise
+    // land on a closed fd 3 and be taken for the FIFO.
+    std::vector<unique_fd> inherited = sd::take_listen_fds();
     // Before any thread starts, so that every thread inherits the mask.
     unique_fd signals = block_and_watch({SIGTERM, SIGINT, SIGHUP});
 
     std::filesystem::path fifo_path = opts.fifo;
     unique_fd fifo;
-    std::vector<unique_fd> inherited = sd::take_listen_fds();
+    unique_fd lock;
     if (!inherited.empty()) {
         if (inherited.size() > 1)
             spdlog::warn("socket activation passed {} descriptors; using the first, fd 3", inherited.size());
@@ -459,19 +462,22 @@ int run(const options& opts) {
         set_nonblocking(fifo.get(), true);
         if (fifo_path.empty())
             fifo_path = path_of_fd(fifo.get());
+        // No lock: the supervisor (systemd, coffee-launcher serve) starts one
+        // consumer per FIFO, and a lock any writer could take would only let
+        // a customer keep the shop closed.
     } else {
         if (fifo_path.empty())
             fifo_path = default_fifo_path(false);
         fifo = open_fifo_for_reading(fifo_path, {opts.fifo_mode, opts.allow_world_writable});
-    }
-    // One shop per FIFO: a second consumer would take half of the orders.
-    if (::flock(fifo.get(), LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK)
-            throw exit_error(exit_tempfail, fmt::format("another consumer already reads '{}'", fifo_path.native()));
-        throw_system_error(errno, "lock '{}'", fifo_path.native());
+        // One shop per FIFO: a second consumer would take half of the orders.
+        lock = lock_fifo(fifo_path);
     }
     const std::filesystem::path backlog = !opts.backlog.empty() ? opts.backlog : default_backlog(fifo_path);
+    const int fifo_fd = fifo.get();
     shop coffee_shop{opts, std::move(fifo), fifo_path.native(), backlog, std::move(signals)};
+    // Any writer can shrink the pipe; set it back (destroyed before the shop).
+    const pipe_size_watch pipe_size{fifo_fd, fmt::format("'{}'", fifo_path.native()), std::chrono::seconds{1},
+                                    [](const std::string& message) { spdlog::warn("{}", message); }};
     return coffee_shop.run();
 }
 

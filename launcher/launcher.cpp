@@ -230,6 +230,8 @@ void parse_serve(options& opts, int argc, char* argv[]) {
     s.restart_delay = duration_option(result, "restart-delay", s.restart_delay);
     s.start_limit = positive_option<unsigned>(result, "start-limit", s.start_limit, 1000);
     s.start_interval = duration_option(result, "start-interval", s.start_interval);
+    if (s.start_interval.count() == 0)
+        throw usage_error("--start-interval must be longer than 0 (0 would turn the start limit off)");
     s.stop_timeout = duration_option(result, "stop-timeout", s.stop_timeout);
 }
 

@@ -13,11 +13,16 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <vector>
 
 namespace coffee::launcher {
@@ -99,6 +104,59 @@ input_source choose_input(const pipe_options& opts) {
     return in;
 }
 
+// Our children, from /proc/<pid>/stat ("pid (comm) state ppid ...").
+std::vector<pid_t> children_of(pid_t parent) {
+    std::vector<pid_t> children;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator{"/proc", ec}) {
+        const std::string name = entry.path().filename().native();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        std::ifstream in{entry.path() / "stat"};
+        std::string stat;
+        std::getline(in, stat);
+        const std::size_t paren = stat.rfind(')');
+        if (paren == std::string::npos)
+            continue;
+        std::istringstream rest{stat.substr(paren + 1)};
+        char state = 0;
+        long ppid = 0;
+        if (rest >> state >> ppid && ppid == parent)
+            children.push_back(static_cast<pid_t>(std::stol(name)));
+    }
+    return children;
+}
+
+// What COMMAND leaves behind must not outlive us. We are a child subreaper
+// (PR_SET_CHILD_SUBREAPER), so its orphaned descendants, even those that
+// left its process group or session, become our children; once COMMAND has
+// been reaped, every child we still have is one of those: SIGKILL and reap
+// it, until none is left (killing one may orphan its own children to us).
+class left_behind_reaper {
+public:
+    left_behind_reaper() noexcept { (void)::prctl(PR_SET_CHILD_SUBREAPER, 1UL, 0UL, 0UL, 0UL); }
+    ~left_behind_reaper() { reap(); }
+    left_behind_reaper(const left_behind_reaper&) = delete;
+    left_behind_reaper& operator=(const left_behind_reaper&) = delete;
+
+    void reap() noexcept {
+        try {
+            for (int round = 0; round < 1000; ++round) {
+                const std::vector<pid_t> children = children_of(::getpid());
+                if (children.empty())
+                    return;
+                for (const pid_t pid : children) {
+                    spdlog::debug("pid {}, left behind by the command, is killed", pid);
+                    (void)::kill(pid, SIGKILL);
+                    (void)retry_on_eintr([&] { return ::waitpid(pid, nullptr, 0); });
+                }
+            }
+        } catch (const std::exception& e) {
+            spdlog::warn("cannot stop what the command left behind: {}", e.what());
+        }
+    }
+};
+
 std::string quoted_command(const std::vector<std::string>& command) {
     std::string out;
     for (const std::string& arg : command)
@@ -109,6 +167,8 @@ std::string quoted_command(const std::vector<std::string>& command) {
 }  // namespace
 
 int run_pipe(const pipe_options& opts, const unique_fd& signals) {
+    // Before the child exists, and destroyed after it is reaped.
+    left_behind_reaper reaper;
     input_source source = choose_input(opts);
     pipe_ends to_child = make_pipe();
     pipe_ends from_child = make_pipe();
@@ -203,7 +263,8 @@ int run_pipe(const pipe_options& opts, const unique_fd& signals) {
             close_input();
             drain_deadline = clock::now() + opts.wait_delay;
         }
-        if (ready(i_in)) {
+        // in_pipe: the exit branch above may just have closed it.
+        if (ready(i_in) && in_pipe) {
             const std::string_view data = in_buf.empty() ? text_left : in_buf.pending();
             const ssize_t w = retry_on_eintr([&] { return ::write(in_pipe.get(), data.data(), data.size()); });
             if (w > 0) {
@@ -269,6 +330,7 @@ int run_pipe(const pipe_options& opts, const unique_fd& signals) {
     }
 
     const int status = *child.status();
+    reaper.reap();
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         spdlog::debug("'{}' {}", opts.command.front(), describe_wait_status(status));
     if (input_failed && WIFEXITED(status) && WEXITSTATUS(status) == 0)
