@@ -29,7 +29,7 @@ std::string_view type_name(mode_t mode) noexcept {
     case S_IFCHR: return "a character device";
     case S_IFBLK: return "a block device";
     case S_IFIFO: return "a FIFO";
-    default: return "not a FIFO";
+    default: return "of another kind";
     }
 }
 
@@ -103,13 +103,6 @@ fifo_place open_fifo_directory(const fs::path& path, bool create) {
     return place;
 }
 
-struct stat stat_at(const fifo_place& place, const fs::path& path) {
-    struct stat st{};
-    if (::fstatat(place.dir.get(), place.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-        throw_system_error(errno, "stat '{}'", path.native());
-    return st;
-}
-
 struct stat stat_fd(int fd, const fs::path& path) {
     struct stat st{};
     if (::fstat(fd, &st) != 0)
@@ -167,32 +160,43 @@ unique_fd open_fifo_for_reading(const fs::path& path, const fifo_policy& policy)
     // Everything relative to the checked directory, nothing by name alone: a
     // chmod() by name could follow a symlink swapped in after mkfifo().
     const fifo_place place = open_fifo_directory(path, true);
-    bool created = false;
-    {
-        const umask_guard mask{static_cast<mode_t>(~policy.create_mode & 0777U)};
-        created = ::mkfifoat(place.dir.get(), place.name.c_str(), policy.create_mode) == 0;
-    }
-    if (!created && errno != EEXIST)
-        throw_system_error(errno, "create FIFO '{}'", path.native());
+    // A node that vanishes between mkfifoat() and the open (someone else's,
+    // in a sticky directory) is looked for again, a few times.
+    for (int attempt = 1;; ++attempt) {
+        bool created = false;
+        {
+            const umask_guard mask{static_cast<mode_t>(~policy.create_mode & 0777U)};
+            created = ::mkfifoat(place.dir.get(), place.name.c_str(), policy.create_mode) == 0;
+        }
+        if (!created && errno != EEXIST)
+            throw_system_error(errno, "create FIFO '{}'", path.native());
 
-    // The type before opening: opening a device could have side effects.
-    const struct stat before = stat_at(place, path);
-    if (!S_ISFIFO(before.st_mode))
-        throw_not_fifo(path, before.st_mode);
-    // O_RDWR: we hold a write end ourselves, so read() never sees EOF when
-    // the last producer closes, and the open does not wait for a writer.
-    unique_fd fd{retry_on_eintr([&] {
-        return ::openat(place.dir.get(), place.name.c_str(), O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-    })};
-    if (!fd && errno == ELOOP)
-        throw_not_fifo(path, S_IFLNK);
-    if (!fd)
-        throw_system_error(errno, "open FIFO '{}'", path.native());
-    const struct stat after = stat_fd(fd.get(), path);
-    if (after.st_dev != before.st_dev || after.st_ino != before.st_ino)
-        throw exit_error(exit_noperm, fmt::format("FIFO '{}' was replaced while we opened it; refusing it", path.native()));
-    check_fifo_for_reading(fd.get(), after, path, created, policy);
-    return fd;
+        // The type before opening: opening a device could have side effects.
+        struct stat before{};
+        if (::fstatat(place.dir.get(), place.name.c_str(), &before, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT && attempt < 10)
+                continue;
+            throw_system_error(errno, "stat '{}'", path.native());
+        }
+        if (!S_ISFIFO(before.st_mode))
+            throw_not_fifo(path, before.st_mode);
+        // O_RDWR: we hold a write end ourselves, so read() never sees EOF when
+        // the last producer closes, and the open does not wait for a writer.
+        unique_fd fd{retry_on_eintr([&] {
+            return ::openat(place.dir.get(), place.name.c_str(), O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+        })};
+        if (!fd && errno == ENOENT && attempt < 10)
+            continue;
+        if (!fd && errno == ELOOP)
+            throw_not_fifo(path, S_IFLNK);
+        if (!fd)
+            throw_system_error(errno, "open FIFO '{}'", path.native());
+        const struct stat after = stat_fd(fd.get(), path);
+        if (after.st_dev != before.st_dev || after.st_ino != before.st_ino)
+            throw exit_error(exit_noperm, fmt::format("FIFO '{}' was replaced while we opened it; refusing it", path.native()));
+        check_fifo_for_reading(fd.get(), after, path, created, policy);
+        return fd;
+    }
 }
 
 unique_fd lock_fifo(const fs::path& fifo_path) {
