@@ -45,7 +45,8 @@ Exit codes:
   64  usage error
   74  stdout, the FIFO or the backlog failed
   75  another consumer already reads this FIFO
-  77  the FIFO is not ours or is writable by everyone
+  77  the FIFO, its lock file or a directory on its path is not ours or
+      root's, or others may change it; or the FIFO is readable by others
   78  the path is not a FIFO
 )";
 
@@ -410,7 +411,7 @@ options parse_command_line(int argc, char* argv[]) {
          cxxopts::value<std::string>(), "PATH")
         ("queue-size", "orders read ahead of the baristas (default: 1024 with --brew-time 0, else 2 per barista)",
          cxxopts::value<std::size_t>(), "N")
-        ("fifo-mode", "mode of a FIFO the shop creates (default 0600)", cxxopts::value<std::string>(), "MODE")
+        ("fifo-mode", "mode of a FIFO the shop creates (default 0600; no read bits for group or others)", cxxopts::value<std::string>(), "MODE")
         ("allow-world-writable", "accept an existing FIFO that everyone may write to");
     add_common_options(spec);
 

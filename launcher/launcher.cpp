@@ -213,7 +213,7 @@ void parse_serve(options& opts, int argc, char* argv[]) {
         ("consumer", "consumer program (default coffee-consumer next to us, else $PATH)", cxxopts::value<std::string>(), "PATH")
         ("restart-delay", "first delay before a restart (default 100ms); doubles while it keeps failing", cxxopts::value<std::string>(), "DUR")
         ("start-limit", "most starts per --start-interval before giving up (default 5)", cxxopts::value<unsigned>(), "N")
-        ("start-interval", "the window of --start-limit (default 10s)", cxxopts::value<std::string>(), "DUR")
+        ("start-interval", "the window of --start-limit (default 10s; more than 0)", cxxopts::value<std::string>(), "DUR")
         ("stop-timeout", "after SIGTERM/SIGINT, how long the consumer gets before SIGKILL (default 10s)", cxxopts::value<std::string>(), "DUR");
     split_args args = split_at_separator(argc, argv, 2);
     const auto result = parse_mode_options(o, args.own);

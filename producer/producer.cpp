@@ -30,7 +30,7 @@ Exit codes:
   65  some orders were malformed and skipped; the others were delivered
   69  no FIFO, or no consumer reading it, within --wait
   74  the consumer went away; delivered and undelivered counts are logged
-  77  permission denied on the FIFO
+  77  permission denied on the FIFO, or its directory is another user's
   78  the path is not a FIFO (regular file, symlink, directory, socket)
 )";
 
