@@ -362,7 +362,7 @@ TEST_CASE("line_reader: exactly 4095 bytes is one line, 4096 is too long, in any
     CHECK(crlf[0].problem == line_problem::too_long);
 }
 
-TEST_CASE("line_reader: a 1 MiB line is discarded, bounded, reported once; the next line is fine") {
+TEST_CASE("line_reader: a 1 MiB line is discarded, bounded, reported once, the next line is fine") {
     coffee::line_reader reader;
     const std::string chunk(4000, 'x');
     std::vector<seen_line> lines;
@@ -402,7 +402,7 @@ TEST_CASE("line_reader: a 1 MiB line in one feed is reported once as too long") 
     CHECK(lines[1].text == "Espresso");
 }
 
-TEST_CASE("line_reader holds at most 4095 bytes of a partial line; the 4096th starts discarding") {
+TEST_CASE("line_reader holds at most 4095 bytes of a partial line, the 4096th starts discarding") {
     coffee::line_reader reader;
     CHECK(feed_all(reader, std::string(coffee::max_order_bytes, 'a')).empty());
     CHECK(reader.partial().size() == coffee::max_order_bytes);

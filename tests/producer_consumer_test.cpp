@@ -264,7 +264,7 @@ TEST_CASE("garbage in the FIFO: the consumer warns, stays up and serves the vali
     CHECK(log.find("rejected 5 lines") != std::string::npos);
 }
 
-TEST_CASE("bad orders are refused by the producer with their position; the rest are delivered, exit 65") {
+TEST_CASE("bad orders are refused by the producer with their position, the rest are delivered, exit 65") {
     shop_dir shop;
     process consumer = shop.consumer("consumer", {"--brew-time", "0", "--until-finish"});
     CHECK(shop.producer("args", {"Good 1", "bad\x01", "", "finish", std::string(4096, 'L'), "Good 2"}) == 65);

@@ -87,7 +87,7 @@ TEST_CASE("a directory owned by another user is refused") {
     CHECK(contains(why, "owned by uid 65534, not by us (uid 0) or root"));
 }
 
-TEST_CASE("symbolic links: followed when ours or root's, their target checked; refused when someone else's") {
+TEST_CASE("symbolic links: followed when ours or root's, their target checked, refused when someone else's") {
     temp_dir dir;
     const fs::path real = dir / "real";
     REQUIRE(::mkdir(real.c_str(), 0700) == 0);

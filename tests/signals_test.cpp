@@ -51,7 +51,7 @@ TEST_CASE("block_and_watch blocks the signals and returns a non-blocking close-o
     CHECK_FALSE(coffee::read_signal(fd).has_value());
 }
 
-TEST_CASE("a raised signal becomes readable on the fd, once; then nothing is left") {
+TEST_CASE("a raised signal becomes readable on the fd, once, then nothing is left") {
     mask_guard guard;
     const auto fd = coffee::block_and_watch({SIGUSR1});
     REQUIRE(::raise(SIGUSR1) == 0);

@@ -167,7 +167,7 @@ TEST_CASE("try_wait, terminate and wait") {
     child.terminate();  // reaped: does nothing, and signals no reused pid
 }
 
-TEST_CASE("the destructor kills and reaps; moving transfers the child") {
+TEST_CASE("the destructor kills and reaps, moving transfers the child") {
     pid_t pid = -1;
     {
         auto child = child_process::spawn({.argv = {"sleep", "30"}});
