@@ -77,6 +77,7 @@ Exit codes:
        consumer finished on its own (status 0)
   1    the consumer had to be killed, or kept failing (start limit)
   64   usage error (also when the consumer reports one: it is not restarted)
+  75   another supervisor or consumer already holds this FIFO's lock file
   77, 78  the FIFO is unsafe or not a FIFO (also from the consumer)
   126, 127  the consumer is not executable / not found
 )";
