@@ -20,9 +20,6 @@
 
 #include <array>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 namespace coffee::launcher {
@@ -102,29 +99,6 @@ input_source choose_input(const pipe_options& opts) {
         in.text = seed_greeting;
     }
     return in;
-}
-
-// Our children, from /proc/<pid>/stat ("pid (comm) state ppid ...").
-std::vector<pid_t> children_of(pid_t parent) {
-    std::vector<pid_t> children;
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator{"/proc", ec}) {
-        const std::string name = entry.path().filename().native();
-        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos)
-            continue;
-        std::ifstream in{entry.path() / "stat"};
-        std::string stat;
-        std::getline(in, stat);
-        const std::size_t paren = stat.rfind(')');
-        if (paren == std::string::npos)
-            continue;
-        std::istringstream rest{stat.substr(paren + 1)};
-        char state = 0;
-        long ppid = 0;
-        if (rest >> state >> ppid && ppid == parent)
-            children.push_back(static_cast<pid_t>(std::stol(name)));
-    }
-    return children;
 }
 
 // What COMMAND leaves behind must not outlive us. We are a child subreaper
