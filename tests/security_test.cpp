@@ -300,13 +300,19 @@ TEST_CASE("a notify socket that is never read does not hang the consumer") {
     addr.sun_family = AF_UNIX;
     std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
     REQUIRE(::bind(receiver.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
-    // Fill its queue: a sender now has to wait until someone reads, forever.
-    coffee::unique_fd filler{::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
-    int sent = 0;
-    while (::sendto(filler.get(), "X", 1, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 1)
-        ++sent;
-    REQUIRE(errno == EAGAIN);
-    REQUIRE(sent > 0);
+    // Fill its queue (net.unix.max_dgram_qlen datagrams), until even a fresh
+    // socket's first datagram would have to wait until someone reads: forever.
+    std::vector<coffee::unique_fd> fillers;
+    for (bool fresh_blocked = false; !fresh_blocked;) {
+        REQUIRE(fillers.size() < 1000);
+        coffee::unique_fd& filler = fillers.emplace_back(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        REQUIRE(filler);
+        int sent = 0;
+        while (::sendto(filler.get(), "X", 1, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 1)
+            ++sent;
+        REQUIRE(errno == EAGAIN);
+        fresh_blocked = sent == 0;
+    }
     spawn_options io = log.io("timeout");
     io.env["NOTIFY_SOCKET"] = socket_path.native();
 
