@@ -113,6 +113,20 @@ public:
     left_behind_reaper(const left_behind_reaper&) = delete;
     left_behind_reaper& operator=(const left_behind_reaper&) = delete;
 
+    // Orphans that already exited, reaped as they go (on SIGCHLD), so that a
+    // command that keeps leaving short-lived processes behind does not fill
+    // the process table with zombies. `command` is the command's own pid,
+    // which its child_process reaps.
+    void reap_exited(pid_t command) noexcept {
+        try {
+            for (const pid_t pid : children_of(::getpid()))
+                if (pid != command)
+                    (void)retry_on_eintr([&] { return ::waitpid(pid, nullptr, WNOHANG); });
+        } catch (const std::exception& e) {
+            spdlog::debug("reaping what the command left behind: {}", e.what());
+        }
+    }
+
     void reap() noexcept {
         try {
             for (int round = 0; round < 1000; ++round) {
@@ -222,6 +236,7 @@ int run_pipe(const pipe_options& opts, const unique_fd& signals) {
             while (const auto sig = read_signal(signals)) {
                 if (*sig == SIGCHLD) {
                     child_changed = true;  // reaped below
+                    reaper.reap_exited(child.pid());
                     continue;
                 }
                 spdlog::info("received {}, passing it on to pid {}", signal_name(*sig), child.pid());

@@ -3,6 +3,7 @@
 #include "support/process.hpp"
 #include "support/users.hpp"
 
+#include <coffee/posix.hpp>
 #include <coffee/unique_fd.hpp>
 
 #include <doctest/doctest.h>
@@ -368,6 +369,23 @@ TEST_CASE("pipe mode: what the command leaves behind does not outlive the launch
         if (fs::exists("/proc/" + pid))
             (void)::kill(std::stoi(pid), SIGKILL);  // ours, left behind: do not leave it running
     }
+}
+
+TEST_CASE("pipe mode: short-lived processes the command leaves behind are reaped as they go, not left as zombies") {
+    logs log;
+    // 50 orphans that exit at once, then the command runs on for a while.
+    const std::string script = "i=0; while [ $i -lt 50 ]; do (true &); i=$((i+1)); done; echo spawned; sleep 2";
+    process launcher{{launcher_bin, "pipe", "--input", "", "--", "/bin/sh", "-c", script}, log.io("pipe")};
+    REQUIRE(coffee::test::eventually([&] { return file_contains(log.out("pipe"), "spawned"); }));
+    std::this_thread::sleep_for(300ms);
+    int zombies = 0;
+    for (const pid_t pid : coffee::children_of(launcher.pid())) {
+        const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+        const std::size_t paren = stat.rfind(')');
+        zombies += paren != std::string::npos && stat.compare(paren, 3, ") Z") == 0 ? 1 : 0;
+    }
+    CHECK(zombies == 0);
+    CHECK(launcher.wait() == 0);
 }
 
 TEST_CASE("a writer that shrinks the pipe: the consumer says so and sets it back") {
