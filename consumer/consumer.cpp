@@ -10,7 +10,9 @@
 #include <coffee/line_protocol.hpp>
 #include <coffee/log_rate_limit.hpp>
 #include <coffee/logging.hpp>
+#include <coffee/pipe_size_watch.hpp>
 #include <coffee/posix.hpp>
+#include <coffee/safe_path.hpp>
 #include <coffee/sd_daemon.hpp>
 #include <coffee/signals.hpp>
 
@@ -56,7 +58,9 @@ Exit codes:
   64  usage error
   74  stdout, the FIFO or the journal failed (the log says how many orders wait)
   75  another consumer already reads this FIFO or uses this journal
-  77  the FIFO or the journal is not ours, or the FIFO is writable by everyone
+  77  the FIFO, its lock file, the journal or a directory on their paths is
+      not ours or root's, or others may change it; or the FIFO is readable
+      by others
   78  the path is not a FIFO, or the journal is not a regular file
 )";
 
@@ -315,7 +319,7 @@ bool shop::brew(const order_batch& batch) {
         std::string_view rest = batch.text;
         while (!rest.empty()) {
             const std::size_t lf = rest.find('\n');
-            spdlog::info("Processing order: {}", rest.substr(0, lf));
+            spdlog::info("Processing order: {}", printable(rest.substr(0, lf), max_order_bytes));
             if (brewing_takes_time)
                 std::this_thread::sleep_for(opts_.brew_time);
             rest.remove_prefix(lf + 1);
@@ -864,7 +868,7 @@ options parse_command_line(int argc, char* argv[]) {
         ("sync", "make each journal write durable (fdatasync) before its orders leave the pipe")
         ("queue-size", "orders read ahead of the baristas (default: 1024 with --brew-time 0, else 2 per barista)",
          cxxopts::value<std::size_t>(), "N")
-        ("fifo-mode", "mode of a FIFO the shop creates (default 0600)", cxxopts::value<std::string>(), "MODE")
+        ("fifo-mode", "mode of a FIFO the shop creates (default 0600; no read bits for group or others)", cxxopts::value<std::string>(), "MODE")
         ("allow-world-writable", "accept an existing FIFO that everyone may write to");
     add_common_options(spec);
 
@@ -915,12 +919,15 @@ options parse_command_line(int argc, char* argv[]) {
 
 int run(const options& opts) {
     ignore_sigpipe();  // a closed stdout is EPIPE, handled by the baristas
+    // The inherited descriptors first: the signalfd below would otherwise
+    // land on a closed fd 3 and be taken for the FIFO.
+    std::vector<unique_fd> inherited = sd::take_listen_fds();
     // Before any thread starts, so that every thread inherits the mask.
     unique_fd signals = block_and_watch({SIGTERM, SIGINT, SIGHUP});
 
     std::filesystem::path fifo_path = opts.fifo;
     unique_fd fifo;
-    std::vector<unique_fd> inherited = sd::take_listen_fds();
+    unique_fd lock;
     if (!inherited.empty()) {
         if (inherited.size() > 1)
             spdlog::warn("socket activation passed {} descriptors; using the first, fd 3", inherited.size());
@@ -929,24 +936,29 @@ int run(const options& opts) {
         set_nonblocking(fifo.get(), true);
         if (fifo_path.empty())
             fifo_path = path_of_fd(fifo.get());
+        // No lock: the supervisor (systemd, coffee-launcher serve) starts one
+        // consumer per FIFO, and a lock any writer could take would only let
+        // a customer keep the shop closed.
     } else {
         if (fifo_path.empty())
             fifo_path = default_fifo_path(false);
         fifo = open_fifo_for_reading(fifo_path, {opts.fifo_mode, opts.allow_world_writable});
-    }
-    // One shop per FIFO: a second consumer would take half of the orders.
-    if (::flock(fifo.get(), LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK)
-            throw exit_error(exit_tempfail, fmt::format("another consumer already reads '{}'", fifo_path.native()));
-        throw_system_error(errno, "lock '{}'", fifo_path.native());
+        // One shop per FIFO: a second consumer would take half of the orders.
+        lock = lock_fifo(fifo_path);
     }
     const std::filesystem::path journal_path = !opts.journal.empty() ? opts.journal : default_journal(fifo_path);
+    // The journal's directory must be one nobody else can change, as the FIFO's.
+    check_safe_directory(journal_path.has_parent_path() ? journal_path.parent_path() : std::filesystem::path{"."});
     const std::filesystem::path aside = set_aside_old_backlog(journal_path);
     journal orders_journal{journal_path, opts.sync};
     import_old_backlog(orders_journal, aside);
     if (opts.journal.empty())
         import_old_backlog(orders_journal, default_old_backlog(fifo_path));
+    const int fifo_fd = fifo.get();
     shop coffee_shop{opts, std::move(fifo), fifo_path.native(), orders_journal, std::move(signals)};
+    // Any writer can shrink the pipe; set it back (destroyed before the shop).
+    const pipe_size_watch pipe_size{fifo_fd, fmt::format("'{}'", fifo_path.native()), std::chrono::seconds{1},
+                                    [](const std::string& message) { spdlog::warn("{}", message); }};
     return coffee_shop.run();
 }
 

@@ -101,6 +101,7 @@ Exit codes:
   1    the consumer had to be killed, or kept failing (start limit)
   75   orders were left in the FIFO (logged): they go when it closes
   64   usage error (also when the consumer reports one: it is not restarted)
+  75   another supervisor or consumer already holds this FIFO's lock file
   77, 78  the FIFO is unsafe or not a FIFO (also from the consumer)
   126, 127  the consumer is not executable / not found
 )";
@@ -266,7 +267,7 @@ void parse_serve(options& opts, int argc, char* argv[]) {
         ("consumer", "consumer program (default coffee-consumer next to us, else $PATH)", cxxopts::value<std::string>(), "PATH")
         ("restart-delay", "first delay before a restart (default 100ms); doubles while it keeps failing", cxxopts::value<std::string>(), "DUR")
         ("start-limit", "most starts per --start-interval before giving up (default 5)", cxxopts::value<unsigned>(), "N")
-        ("start-interval", "the window of --start-limit (default 10s)", cxxopts::value<std::string>(), "DUR")
+        ("start-interval", "the window of --start-limit (default 10s; more than 0)", cxxopts::value<std::string>(), "DUR")
         ("stop-timeout", "after SIGTERM/SIGINT, how long the consumer gets before SIGKILL (default 10s)", cxxopts::value<std::string>(), "DUR");
     split_args args = split_at_separator(argc, argv, 2);
     const auto result = parse_mode_options(o, args.own);
@@ -283,6 +284,8 @@ void parse_serve(options& opts, int argc, char* argv[]) {
     s.restart_delay = duration_option(result, "restart-delay", s.restart_delay);
     s.start_limit = positive_option<unsigned>(result, "start-limit", s.start_limit, 1000);
     s.start_interval = duration_option(result, "start-interval", s.start_interval);
+    if (s.start_interval.count() == 0)
+        throw usage_error("--start-interval must be longer than 0 (0 would turn the start limit off)");
     s.stop_timeout = duration_option(result, "stop-timeout", s.stop_timeout);
 }
 

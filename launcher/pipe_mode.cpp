@@ -13,7 +13,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -99,6 +101,50 @@ input_source choose_input(const pipe_options& opts) {
     return in;
 }
 
+// What COMMAND leaves behind must not outlive us. We are a child subreaper
+// (PR_SET_CHILD_SUBREAPER), so its orphaned descendants, even those that
+// left its process group or session, become our children; once COMMAND has
+// been reaped, every child we still have is one of those: SIGKILL and reap
+// it, until none is left (killing one may orphan its own children to us).
+class left_behind_reaper {
+public:
+    left_behind_reaper() noexcept { (void)::prctl(PR_SET_CHILD_SUBREAPER, 1UL, 0UL, 0UL, 0UL); }
+    ~left_behind_reaper() { reap(); }
+    left_behind_reaper(const left_behind_reaper&) = delete;
+    left_behind_reaper& operator=(const left_behind_reaper&) = delete;
+
+    // Orphans that already exited, reaped as they go (on SIGCHLD), so that a
+    // command that keeps leaving short-lived processes behind does not fill
+    // the process table with zombies. `command` is the command's own pid,
+    // which its child_process reaps.
+    void reap_exited(pid_t command) noexcept {
+        try {
+            for (const pid_t pid : children_of(::getpid()))
+                if (pid != command)
+                    (void)retry_on_eintr([&] { return ::waitpid(pid, nullptr, WNOHANG); });
+        } catch (const std::exception& e) {
+            spdlog::debug("reaping what the command left behind: {}", e.what());
+        }
+    }
+
+    void reap() noexcept {
+        try {
+            for (int round = 0; round < 1000; ++round) {
+                const std::vector<pid_t> children = children_of(::getpid());
+                if (children.empty())
+                    return;
+                for (const pid_t pid : children) {
+                    spdlog::debug("pid {}, left behind by the command, is killed", pid);
+                    (void)::kill(pid, SIGKILL);
+                    (void)retry_on_eintr([&] { return ::waitpid(pid, nullptr, 0); });
+                }
+            }
+        } catch (const std::exception& e) {
+            spdlog::warn("cannot stop what the command left behind: {}", e.what());
+        }
+    }
+};
+
 std::string quoted_command(const std::vector<std::string>& command) {
     std::string out;
     for (const std::string& arg : command)
@@ -109,6 +155,8 @@ std::string quoted_command(const std::vector<std::string>& command) {
 }  // namespace
 
 int run_pipe(const pipe_options& opts, const unique_fd& signals) {
+    // Before the child exists, and destroyed after it is reaped.
+    left_behind_reaper reaper;
     input_source source = choose_input(opts);
     pipe_ends to_child = make_pipe();
     pipe_ends from_child = make_pipe();
@@ -188,6 +236,7 @@ int run_pipe(const pipe_options& opts, const unique_fd& signals) {
             while (const auto sig = read_signal(signals)) {
                 if (*sig == SIGCHLD) {
                     child_changed = true;  // reaped below
+                    reaper.reap_exited(child.pid());
                     continue;
                 }
                 spdlog::info("received {}, passing it on to pid {}", signal_name(*sig), child.pid());
@@ -203,7 +252,8 @@ int run_pipe(const pipe_options& opts, const unique_fd& signals) {
             close_input();
             drain_deadline = clock::now() + opts.wait_delay;
         }
-        if (ready(i_in)) {
+        // in_pipe: the exit branch above may just have closed it.
+        if (ready(i_in) && in_pipe) {
             const std::string_view data = in_buf.empty() ? text_left : in_buf.pending();
             const ssize_t w = retry_on_eintr([&] { return ::write(in_pipe.get(), data.data(), data.size()); });
             if (w > 0) {
@@ -269,6 +319,7 @@ int run_pipe(const pipe_options& opts, const unique_fd& signals) {
     }
 
     const int status = *child.status();
+    reaper.reap();
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         spdlog::debug("'{}' {}", opts.command.front(), describe_wait_status(status));
     if (input_failed && WIFEXITED(status) && WEXITSTATUS(status) == 0)

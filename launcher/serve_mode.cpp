@@ -126,6 +126,9 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
     // O_RDWR, as systemd's ListenFIFO= does: the pipe lives as long as we do,
     // whoever reads or writes it.
     const unique_fd fifo = open_fifo_for_reading(fifo_path, {.create_mode = opts.fifo_mode});
+    // One supervisor per FIFO, and no consumer by hand beside it. The consumer
+    // takes no lock under socket activation: we guarantee it is alone.
+    const unique_fd lock = lock_fifo(fifo_path);
     detail::grow_pipe(fifo.get());  // more room for orders while the consumer is down
     const unique_fd dev_null{::open("/dev/null", O_RDWR | O_CLOEXEC)};
     if (!dev_null)

@@ -33,7 +33,7 @@ Exit codes:
   69  no FIFO, or no consumer reading it, within --wait
   74  the consumer went away; how many orders were delivered and how many
       not (the rest of stdin is read to count them) is logged
-  77  permission denied on the FIFO
+  77  permission denied on the FIFO, or its directory is another user's
   78  the path is not a FIFO (regular file, symlink, directory, socket)
 )";
 

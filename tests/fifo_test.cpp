@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -255,6 +256,89 @@ TEST_CASE("open_fifo_for_reading refuses a FIFO owned by another user") {
     const auto e = expect_exit_error([&] { return coffee::open_fifo_for_reading(path, {}); });
     CHECK(e.code == coffee::exit_noperm);
     CHECK(contains(e.message, "owned by uid 65534"));
+}
+
+TEST_CASE("open_fifo_for_reading refuses a FIFO it did not create that group or others may read") {
+    temp_dir dir;
+    const fs::path path = dir / "orders";
+    REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+    for (const mode_t mode : {mode_t{0640}, mode_t{0604}, mode_t{0660}}) {
+        CAPTURE(mode);
+        REQUIRE(::chmod(path.c_str(), mode) == 0);
+        const auto e = expect_exit_error([&] { return coffee::open_fifo_for_reading(path, {.allow_world_writable = true}); });
+        CHECK(e.code == coffee::exit_noperm);
+        CHECK(contains(e.message, "is readable by"));
+        CHECK(permissions_of(path) == mode);  // reported, not changed
+    }
+}
+
+TEST_CASE("open_fifo_for_reading refuses a FIFO in an unsafe directory, creating nothing") {
+    temp_dir dir;
+    REQUIRE(::chmod(dir.path().c_str(), 0777) == 0);
+    const auto e = expect_exit_error([&] { return coffee::open_fifo_for_reading(dir / "orders", {}); });
+    CHECK(e.code == coffee::exit_noperm);
+    CHECK(contains(e.message, "unsafe directory '" + dir.path().native() + "'"));
+    CHECK_FALSE(fs::exists(fs::symlink_status(dir / "orders")));
+}
+
+TEST_CASE("lock_fifo: one holder at a time, a private lock file next to the FIFO") {
+    temp_dir dir;
+    const fs::path path = dir / "orders";
+    const auto fifo = coffee::open_fifo_for_reading(path, {.create_mode = 0620});
+    // A writer's flock() on the FIFO itself does not matter.
+    coffee::unique_fd writer{::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)};
+    REQUIRE(writer);
+    REQUIRE(::flock(writer.get(), LOCK_EX | LOCK_NB) == 0);
+    {
+        const auto lock = coffee::lock_fifo(path);
+        CHECK((::fcntl(lock.get(), F_GETFD) & FD_CLOEXEC) != 0);
+        CHECK(S_ISREG(mode_of(dir / "orders.lock")));
+        CHECK(permissions_of(dir / "orders.lock") == 0600);
+        const auto e = expect_exit_error([&] { return coffee::lock_fifo(path); });
+        CHECK(e.code == coffee::exit_tempfail);
+        CHECK(contains(e.message, "another consumer already reads"));
+    }
+    // Released with its descriptor; a loose mode is made private again.
+    REQUIRE(::chmod((dir / "orders.lock").c_str(), 0644) == 0);
+    CHECK(coffee::lock_fifo(path));
+    CHECK(permissions_of(dir / "orders.lock") == 0600);
+}
+
+TEST_CASE("lock_fifo refuses a lock file that is not a plain file of ours") {
+    temp_dir dir;
+    const fs::path path = dir / "orders";
+    const auto fifo = coffee::open_fifo_for_reading(path, {});
+    const fs::path lock = dir / "orders.lock";
+    SUBCASE("a symlink") {
+        write_file(dir / "elsewhere", "");
+        fs::create_symlink(dir / "elsewhere", lock);
+        CHECK(expect_exit_error([&] { return coffee::lock_fifo(path); }).code == coffee::exit_noperm);
+    }
+    SUBCASE("a hard link to another file") {
+        write_file(dir / "elsewhere", "");
+        fs::create_hard_link(dir / "elsewhere", lock);
+        CHECK(expect_exit_error([&] { return coffee::lock_fifo(path); }).code == coffee::exit_noperm);
+    }
+    SUBCASE("someone else's") {
+        if (::geteuid() != 0)
+            return;
+        write_file(lock, "");
+        REQUIRE(::chown(lock.c_str(), nobody, nobody) == 0);
+        const auto e = expect_exit_error([&] { return coffee::lock_fifo(path); });
+        CHECK(e.code == coffee::exit_noperm);
+        CHECK(contains(e.message, "uid 65534"));
+    }
+}
+
+TEST_CASE("open_fifo_for_writing refuses a FIFO in an unsafe directory at once, writing nothing") {
+    temp_dir dir;
+    const fs::path path = dir / "orders";
+    const auto reader = coffee::open_fifo_for_reading(path, {});
+    REQUIRE(::chmod(dir.path().c_str(), 0770) == 0);
+    const auto e = expect_exit_error([&] { return coffee::open_fifo_for_writing(path, 5s); });
+    CHECK(e.code == coffee::exit_noperm);
+    CHECK(e.elapsed < 1s);
+    CHECK(contains(e.message, "writable by its group"));
 }
 
 TEST_CASE("check_is_fifo accepts a pipe or FIFO and refuses anything else with 78") {

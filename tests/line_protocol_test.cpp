@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <cstring>
+
 #include <algorithm>
 #include <cstddef>
 #include <string>
@@ -207,6 +209,23 @@ TEST_CASE("printable escapes what a terminal should not see") {
     CHECK(coffee::printable("\xFF\xC3") == "\\xff\\xc3");   // invalid and truncated
     CHECK(coffee::printable("\xED\xA0\x80") == "\\xed\\xa0\\x80");
     CHECK(coffee::printable("") == "");
+}
+
+TEST_CASE("printable escapes bidi controls and other invisible format characters, byte by byte") {
+    // "Trojan Source": U+202E RIGHT-TO-LEFT OVERRIDE makes "paid" read backwards.
+    CHECK(coffee::printable("Latte \u202Edias\u202C") == "Latte \\xe2\\x80\\xaedias\\xe2\\x80\\xac");
+    for (const char* format : {"\u061C", "\u200B", "\u200E", "\u200F", "\u202A", "\u202B", "\u202D", "\u2028", "\u2029",
+                               "\u2060", "\u2066", "\u2067", "\u2068", "\u2069", "\u00AD", "\uFEFF", "\U000E0041"}) {
+        CAPTURE(format);
+        const std::string escaped = coffee::printable(std::string{"a"} + format + "b");
+        CHECK(escaped.front() == 'a');
+        CHECK(escaped.back() == 'b');
+        CHECK(escaped.find("\\x") == 1);
+        CHECK(escaped.size() == 2 + 4 * std::strlen(format));
+    }
+    // Neighbours of those ranges stay as they are.
+    for (const char* visible : {"\u061B", "\u2027", "\u2030", "\u2065", "\u2070", "é", "茶", "\U0001F600"})
+        CHECK(coffee::printable(visible) == visible);
 }
 
 TEST_CASE("printable truncates long text with ...") {

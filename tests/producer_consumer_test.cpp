@@ -249,12 +249,17 @@ TEST_CASE("a path that is not a FIFO is refused and left untouched") {
 TEST_CASE("the consumer refuses a world-writable FIFO it did not create") {
     shop_dir shop;
     REQUIRE(::mkfifo(shop.fifo.c_str(), 0600) == 0);
-    REQUIRE(::chmod(shop.fifo.c_str(), 0666) == 0);
+    REQUIRE(::chmod(shop.fifo.c_str(), 0622) == 0);
     CHECK(coffee::test::run({consumer_bin, "--fifo", shop.fifo.native(), "--timeout", "1s"}, shop.io("c")) == 77);
     CHECK(coffee::test::file_contains(shop.err("c"), "writable by everyone"));
     // ...unless told to accept it.
     CHECK(coffee::test::run({consumer_bin, "--fifo", shop.fifo.native(), "--timeout", "100ms", "--allow-world-writable"},
                             shop.io("c2")) == 0);
+    // Readable by everyone is never accepted: orders are customers' data.
+    REQUIRE(::chmod(shop.fifo.c_str(), 0666) == 0);
+    CHECK(coffee::test::run({consumer_bin, "--fifo", shop.fifo.native(), "--timeout", "100ms", "--allow-world-writable"},
+                            shop.io("c3")) == 77);
+    CHECK(coffee::test::file_contains(shop.err("c3"), "readable by everyone"));
 }
 
 TEST_CASE("the consumer creates a private FIFO in a private directory") {

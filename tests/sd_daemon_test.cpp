@@ -145,6 +145,24 @@ TEST_CASE("notify to a socket that is gone throws, naming it") {
     }
 }
 
+TEST_CASE("notify to a socket whose queue is full fails at once with EAGAIN instead of waiting") {
+    temp_dir dir;
+    const std::string path = (dir.path() / "notify").native();
+    const auto sock = bind_datagram(path);
+    env_guard socket{"NOTIFY_SOCKET", path};
+    // Fill the receiver's queue; nobody reads it.
+    for (int i = 0; i < 100000; ++i) {
+        try {
+            (void)coffee::sd::notify("STATUS=filling");
+        } catch (const std::system_error& e) {
+            CHECK(e.code() == std::errc::resource_unavailable_try_again);
+            CHECK(std::string{e.what()}.find(path) != std::string::npos);
+            return;
+        }
+    }
+    FAIL("the queue never filled");
+}
+
 TEST_CASE("notify refuses a socket path too long for sockaddr_un") {
     env_guard socket{"NOTIFY_SOCKET", "/" + std::string(200, 'x')};
     CHECK_THROWS_AS((void)coffee::sd::notify("READY=1"), std::system_error);

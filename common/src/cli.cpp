@@ -67,6 +67,9 @@ mode_t parse_fifo_mode(const std::string& text) {
         throw usage_error(fmt::format("--fifo-mode: '{}' is not an octal mode like 0600 or 0620", text));
     if ((value & 0400U) == 0)
         throw usage_error(fmt::format("--fifo-mode: {:04o} does not let the shop itself read", value));
+    if ((value & 0044U) != 0)
+        throw usage_error(fmt::format("--fifo-mode: {:04o} lets {} read the orders; only the shop may (e.g. 0600, 0620)",
+                                      value, (value & 0004U) != 0 ? "everyone" : "the group"));
     return static_cast<mode_t>(value);
 }
 

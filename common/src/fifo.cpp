@@ -2,8 +2,10 @@
 
 #include <coffee/errors.hpp>
 #include <coffee/posix.hpp>
+#include <coffee/safe_path.hpp>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,7 +29,7 @@ std::string_view type_name(mode_t mode) noexcept {
     case S_IFCHR: return "a character device";
     case S_IFBLK: return "a block device";
     case S_IFIFO: return "a FIFO";
-    default: return "not a FIFO";
+    default: return "of another kind";
     }
 }
 
@@ -45,17 +47,91 @@ bool is_fifo_node(const fs::path& path) {
     return ::lstat(path.c_str(), &st) == 0 && S_ISFIFO(st.st_mode);
 }
 
-void make_parent_directory(const fs::path& path) {
+// Sets the umask for one scope: mkfifoat() and mkdirat() then create exactly
+// the mode asked for, with no window in which it is wider (systemd's
+// ListenFIFO= does the same). The umask is per process: call it before any
+// thread starts.
+class umask_guard {
+public:
+    explicit umask_guard(mode_t mask) noexcept : saved_{::umask(mask)} {}
+    ~umask_guard() { ::umask(saved_); }
+    umask_guard(const umask_guard&) = delete;
+    umask_guard& operator=(const umask_guard&) = delete;
+
+private:
+    mode_t saved_;
+};
+
+// The FIFO's name in its directory, and that directory, checked and open.
+struct fifo_place {
+    unique_fd dir;
+    std::string name;
+};
+
+std::string name_in_directory(const fs::path& path) {
+    const std::string name = path.filename().native();
+    if (name.empty() || name == "." || name == "..")
+        throw exit_error(exit_config, fmt::format("'{}' does not name a FIFO (it ends in a directory)", path.native()));
+    return name;
+}
+
+fs::path directory_of(const fs::path& path) {
     const fs::path parent = path.parent_path();
-    if (parent.empty())
-        return;
-    if (::mkdir(parent.c_str(), 0700) == 0) {
-        if (::chmod(parent.c_str(), 0700) != 0)  // the umask may have narrowed it
-            throw_system_error(errno, "chmod directory '{}'", parent.native());
+    return parent.empty() ? fs::path{"."} : parent;
+}
+
+// The directory of `path`, checked by open_safe_directory(). With `create`,
+// a missing last component is made, mode 0700 whatever the umask (its own
+// parent must exist and be safe).
+fifo_place open_fifo_directory(const fs::path& path, bool create) {
+    fifo_place place{unique_fd{}, name_in_directory(path)};
+    const fs::path dir = directory_of(path);
+    try {
+        place.dir = open_safe_directory(dir);
+        return place;
+    } catch (const std::system_error& e) {
+        if (!create || e.code().value() != ENOENT || dir.filename().empty() || dir.filename() == "." || dir.filename() == "..")
+            throw;
+    }
+    const unique_fd grandparent = open_safe_directory(directory_of(dir));
+    {
+        const umask_guard mask{0077};
+        if (::mkdirat(grandparent.get(), dir.filename().c_str(), 0700) != 0 && errno != EEXIST)
+            throw_system_error(errno, "create directory '{}' (only its last component is created)", dir.native());
+    }
+    place.dir = open_safe_directory(dir);
+    return place;
+}
+
+struct stat stat_fd(int fd, const fs::path& path) {
+    struct stat st{};
+    if (::fstat(fd, &st) != 0)
+        throw_system_error(errno, "fstat '{}'", path.native());
+    return st;
+}
+
+// What a FIFO must be for the shop to read customers' orders from it, checked
+// on the open descriptor. One we created gets the exact mode we asked for.
+void check_fifo_for_reading(int fd, const struct stat& st, const fs::path& path, bool created, const fifo_policy& policy) {
+    if (!S_ISFIFO(st.st_mode))
+        throw_not_fifo(path, st.st_mode);
+    const uid_t us = ::geteuid();
+    if (created ? st.st_uid != us : (st.st_uid != us && st.st_uid != 0))
+        throw exit_error(exit_noperm, fmt::format("FIFO '{}' is owned by uid {}, not by us (uid {}){}; refusing to read orders from it",
+                                                  path.native(), st.st_uid, us, created ? "" : " or root"));
+    const mode_t mode = st.st_mode & 07777U;
+    if (created) {
+        if (mode != policy.create_mode && ::fchmod(fd, policy.create_mode) != 0)
+            throw_system_error(errno, "chmod FIFO '{}'", path.native());
         return;
     }
-    if (errno != EEXIST)
-        throw_system_error(errno, "create directory '{}' (only its last component is created)", parent.native());
+    if ((mode & (S_IRGRP | S_IROTH)) != 0)
+        throw exit_error(exit_noperm, fmt::format("FIFO '{}' is readable by {} (mode {:04o}): orders are customers' data; "
+                                                  "refusing it (chmod go-r)",
+                                                  path.native(), (mode & S_IROTH) != 0 ? "everyone" : "its group", mode));
+    if ((mode & S_IWOTH) != 0 && !policy.allow_world_writable)
+        throw exit_error(exit_noperm, fmt::format("FIFO '{}' is writable by everyone (mode {:04o}); refusing it (chmod o-w, or --allow-world-writable)",
+                                                  path.native(), mode));
 }
 
 }  // namespace
@@ -81,46 +157,79 @@ void check_is_fifo(int fd, const std::string& what) {
 }
 
 unique_fd open_fifo_for_reading(const fs::path& path, const fifo_policy& policy) {
-    // mkfifo() first, lstat() after: no window in which we check one node and
-    // another appears (the open below then checks it is the same node).
-    const auto try_mkfifo = [&] { return ::mkfifo(path.c_str(), policy.create_mode) == 0; };
-    bool created = try_mkfifo();
-    if (!created && errno == ENOENT) {
-        make_parent_directory(path);
-        created = try_mkfifo();
-    }
-    if (!created && errno != EEXIST)
-        throw_system_error(errno, "create FIFO '{}'", path.native());
-    // mkfifo() honours the umask, which may even deny us our own access: set
-    // the mode we were asked for before opening (the open below checks that
-    // it is still the node we made).
-    if (created && ::chmod(path.c_str(), policy.create_mode) != 0)
-        throw_system_error(errno, "chmod FIFO '{}'", path.native());
+    // Everything relative to the checked directory, nothing by name alone: a
+    // chmod() by name could follow a symlink swapped in after mkfifo().
+    const fifo_place place = open_fifo_directory(path, true);
+    // A node that vanishes between mkfifoat() and the open (someone else's,
+    // in a sticky directory) is looked for again, a few times.
+    for (int attempt = 1;; ++attempt) {
+        bool created = false;
+        {
+            const umask_guard mask{static_cast<mode_t>(~policy.create_mode & 0777U)};
+            created = ::mkfifoat(place.dir.get(), place.name.c_str(), policy.create_mode) == 0;
+        }
+        if (!created && errno != EEXIST)
+            throw_system_error(errno, "create FIFO '{}'", path.native());
 
-    struct stat before{};
-    if (::lstat(path.c_str(), &before) != 0)
-        throw_system_error(errno, "stat '{}'", path.native());
-    if (!S_ISFIFO(before.st_mode))
-        throw_not_fifo(path, before.st_mode);
-    if (!created) {
-        if (before.st_uid != ::geteuid() && before.st_uid != 0)
-            throw exit_error(exit_noperm, fmt::format("FIFO '{}' is owned by uid {}, not by us (uid {}) or root; refusing to read orders from it",
-                                                      path.native(), before.st_uid, ::geteuid()));
-        if ((before.st_mode & S_IWOTH) != 0 && !policy.allow_world_writable)
-            throw exit_error(exit_noperm, fmt::format("FIFO '{}' is writable by everyone (mode {:04o}); refusing it (chmod o-w, or --allow-world-writable)",
-                                                      path.native(), before.st_mode & 07777U));
+        // The type before opening: opening a device could have side effects.
+        struct stat before{};
+        if (::fstatat(place.dir.get(), place.name.c_str(), &before, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT && attempt < 10)
+                continue;
+            throw_system_error(errno, "stat '{}'", path.native());
+        }
+        if (!S_ISFIFO(before.st_mode))
+            throw_not_fifo(path, before.st_mode);
+        // O_RDWR: we hold a write end ourselves, so read() never sees EOF when
+        // the last producer closes, and the open does not wait for a writer.
+        unique_fd fd{retry_on_eintr([&] {
+            return ::openat(place.dir.get(), place.name.c_str(), O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+        })};
+        if (!fd && errno == ENOENT && attempt < 10)
+            continue;
+        if (!fd && errno == ELOOP)
+            throw_not_fifo(path, S_IFLNK);
+        if (!fd)
+            throw_system_error(errno, "open FIFO '{}'", path.native());
+        const struct stat after = stat_fd(fd.get(), path);
+        if (after.st_dev != before.st_dev || after.st_ino != before.st_ino)
+            throw exit_error(exit_noperm, fmt::format("FIFO '{}' was replaced while we opened it; refusing it", path.native()));
+        check_fifo_for_reading(fd.get(), after, path, created, policy);
+        return fd;
     }
+}
 
-    // O_RDWR: we hold a write end ourselves, so read() never sees EOF when
-    // the last producer closes, and the open does not wait for a writer.
-    unique_fd fd{retry_on_eintr([&] { return ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC); })};
+unique_fd lock_fifo(const fs::path& fifo_path) {
+    const fifo_place place = open_fifo_directory(fifo_path, false);
+    const std::string name = place.name + ".lock";
+    const fs::path lock_path = fifo_path.native() + ".lock";
+    unique_fd fd;
+    {
+        const umask_guard mask{0077};
+        // O_NONBLOCK: a FIFO planted under this name must not block us.
+        fd = unique_fd{retry_on_eintr([&] {
+            return ::openat(place.dir.get(), name.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+        })};
+    }
+    if (!fd && errno == ELOOP)
+        throw exit_error(exit_noperm, fmt::format("lock file '{}' is a symbolic link; refusing it", lock_path.native()));
     if (!fd)
-        throw_system_error(errno, "open FIFO '{}'", path.native());
-    struct stat after{};
-    if (::fstat(fd.get(), &after) != 0)
-        throw_system_error(errno, "fstat '{}'", path.native());
-    if (after.st_dev != before.st_dev || after.st_ino != before.st_ino)
-        throw exit_error(exit_noperm, fmt::format("FIFO '{}' was replaced while we opened it; refusing it", path.native()));
+        throw_system_error(errno, "open the lock file '{}' (the FIFO's directory must be writable by the shop)",
+                           lock_path.native());
+    const struct stat st = stat_fd(fd.get(), lock_path);
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != ::geteuid())
+        throw exit_error(exit_noperm, fmt::format("lock file '{}' is not a plain file of ours (uid {}, {} link(s), {}); "
+                                                  "refusing it",
+                                                  lock_path.native(), st.st_uid, st.st_nlink, type_name(st.st_mode)));
+    // Nobody else may open it, or they could hold the lock.
+    if ((st.st_mode & 07777U) != 0600 && ::fchmod(fd.get(), 0600) != 0)
+        throw_system_error(errno, "chmod the lock file '{}'", lock_path.native());
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            throw exit_error(exit_tempfail, fmt::format("another consumer already reads '{}' (it holds '{}')",
+                                                        fifo_path.native(), lock_path.native()));
+        throw_system_error(errno, "lock '{}'", lock_path.native());
+    }
     return fd;
 }
 
@@ -129,18 +238,29 @@ unique_fd open_fifo_for_writing(const fs::path& path, duration wait) {
     const auto deadline = clock::now() + wait;
     auto pause = std::chrono::milliseconds{5};
     for (;;) {
+        // The directory first: a FIFO in a directory that someone else
+        // controls may be theirs, and the orders customers' data.
+        std::optional<fifo_place> place;
+        int err = 0;
+        try {
+            place = open_fifo_directory(path, false);
+        } catch (const std::system_error& e) {
+            if (e.code().value() != ENOENT)
+                throw;
+            err = ENOENT;  // not made yet: the consumer creates it
+        }
         struct stat st{};
-        const bool exists = ::lstat(path.c_str(), &st) == 0;
-        if (exists && !S_ISFIFO(st.st_mode))
-            throw_not_fifo(path, st.st_mode);
-        int err = exists ? 0 : errno;
-        if (exists) {
+        if (place && ::fstatat(place->dir.get(), place->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+            err = errno;
+        if (place && err == 0) {
+            if (!S_ISFIFO(st.st_mode))
+                throw_not_fifo(path, st.st_mode);
             // O_NONBLOCK: fail with ENXIO instead of blocking when no one reads.
-            unique_fd fd{retry_on_eintr([&] { return ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC); })};
+            unique_fd fd{retry_on_eintr([&] {
+                return ::openat(place->dir.get(), place->name.c_str(), O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+            })};
             if (fd) {
-                struct stat opened{};
-                if (::fstat(fd.get(), &opened) != 0)
-                    throw_system_error(errno, "fstat '{}'", path.native());
+                const struct stat opened = stat_fd(fd.get(), path);
                 if (!S_ISFIFO(opened.st_mode))
                     throw_not_fifo(path, opened.st_mode);
                 set_nonblocking(fd.get(), false);

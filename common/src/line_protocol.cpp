@@ -69,6 +69,42 @@ std::size_t skip_plain_ascii(std::string_view s) noexcept {
     return i;
 }
 
+// The code point of the valid UTF-8 sequence of `n` bytes at s[i].
+char32_t decode_utf8(std::string_view s, std::size_t i, std::size_t n) noexcept {
+    const auto byte = [&](std::size_t k) { return static_cast<char32_t>(static_cast<unsigned char>(s[i + k])); };
+    constexpr char32_t lead_mask[] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    char32_t cp = byte(0) & lead_mask[n];
+    for (std::size_t k = 1; k < n; ++k)
+        cp = (cp << 6) | (byte(k) & 0x3F);
+    return cp;
+}
+
+// Characters that are invisible or that change how the text around them is
+// shown, not what it says: Unicode's format characters (category Cf: the
+// bidi embeddings, overrides and isolates that "Trojan Source" abuses, the
+// marks LRM/RLM/ALM, zero-width characters, soft hyphen, BOM, tags...) and
+// the line and paragraph separators (Zl, Zp). From Unicode 15's
+// UnicodeData.txt; sorted, inclusive ranges.
+bool is_format_char(char32_t cp) noexcept {
+    struct range {
+        char32_t first, last;
+    };
+    static constexpr range ranges[] = {
+        {0x00AD, 0x00AD},   {0x0600, 0x0605},   {0x061C, 0x061C},   {0x06DD, 0x06DD},   {0x070F, 0x070F},
+        {0x0890, 0x0891},   {0x08E2, 0x08E2},   {0x180E, 0x180E},   {0x200B, 0x200F},   {0x2028, 0x202E},
+        {0x2060, 0x2064},   {0x2066, 0x206F},   {0xFEFF, 0xFEFF},   {0xFFF9, 0xFFFB},   {0x110BD, 0x110BD},
+        {0x110CD, 0x110CD}, {0x13430, 0x1343F}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A}, {0xE0001, 0xE0001},
+        {0xE0020, 0xE007F},
+    };
+    for (const range& r : ranges) {
+        if (cp < r.first)
+            return false;
+        if (cp <= r.last)
+            return true;
+    }
+    return false;
+}
+
 }  // namespace
 
 checked_line check_line(std::string_view raw) noexcept {
@@ -112,8 +148,9 @@ std::string printable(std::string_view raw, std::size_t max) {
             out += "\\\\";
         else if (c >= 0x20 && c < 0x7F)
             out += static_cast<char>(c);
-        else if (c >= 0x80 && utf8_sequence(raw, i) > 0 && !(c == 0xC2 && static_cast<unsigned char>(raw[i + 1]) < 0xA0)) {
-            const std::size_t n = utf8_sequence(raw, i);
+        else if (const std::size_t n = c >= 0x80 ? utf8_sequence(raw, i) : 0;
+                 n > 0 && !(c == 0xC2 && static_cast<unsigned char>(raw[i + 1]) < 0xA0) &&
+                 !is_format_char(decode_utf8(raw, i, n))) {
             out.append(raw.substr(i, n));
             i += n - 1;
         } else

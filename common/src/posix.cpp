@@ -6,7 +6,35 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
 namespace coffee {
+
+std::vector<pid_t> children_of(pid_t parent) {
+    std::vector<pid_t> children;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator{"/proc", ec}) {
+        const std::string name = entry.path().filename().native();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        std::ifstream in{entry.path() / "stat"};
+        std::string stat;
+        std::getline(in, stat);
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        const std::size_t paren = stat.rfind(')');
+        if (paren == std::string::npos)
+            continue;
+        std::istringstream rest{stat.substr(paren + 1)};
+        char state = 0;
+        long ppid = 0;
+        if (rest >> state >> ppid && ppid == parent)
+            children.push_back(static_cast<pid_t>(std::stol(name)));
+    }
+    return children;
+}
 
 void ensure_std_fds_open() noexcept {
     for (int fd = 0; fd < 3; ++fd) {

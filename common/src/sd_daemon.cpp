@@ -71,8 +71,11 @@ bool notify(std::string_view state) {
     unique_fd sock{::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
     if (!sock)
         throw_system_error(errno, "socket for notify");
+    // MSG_DONTWAIT: a receiver that does not read (its queue full) must not
+    // hang the shop, which would then ignore --timeout and SIGTERM. The
+    // datagram is dropped instead, with EAGAIN.
     const ssize_t n = retry_on_eintr([&] {
-        return ::sendto(sock.get(), state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&addr), addr_len);
+        return ::sendto(sock.get(), state.data(), state.size(), MSG_NOSIGNAL | MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&addr), addr_len);
     });
     if (n < 0)
         throw_system_error(errno, "notify '{}'", path);

@@ -163,25 +163,7 @@ bool read_lines_until(int fd, std::vector<std::string>& lines, std::string& part
     return true;
 }
 
-std::vector<pid_t> children_of(pid_t parent) {
-    std::vector<pid_t> out;
-    for (const auto& entry : std::filesystem::directory_iterator{"/proc"}) {
-        const std::string name = entry.path().filename();
-        if (name.find_first_not_of("0123456789") != std::string::npos)
-            continue;
-        const std::string text = read_file(entry.path() / "stat");
-        const std::size_t close_paren = text.rfind(')');
-        if (close_paren == std::string::npos)
-            continue;
-        std::istringstream rest{text.substr(close_paren + 2)};
-        char state = 0;
-        long ppid = 0;
-        rest >> state >> ppid;
-        if (ppid == parent)
-            out.push_back(static_cast<pid_t>(std::stol(name)));
-    }
-    return out;
-}
+std::vector<pid_t> children_of(pid_t parent) { return coffee::children_of(parent); }
 
 bool is_alive(pid_t pid) {
     const std::string text = read_file(fmt::format("/proc/{}/stat", pid));

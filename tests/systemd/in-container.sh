@@ -258,6 +258,36 @@ check "FIFO back as 0620 root:coffee" test "$(stat -c '%a %U %G %F' $fifo)" = "6
 echo reopened | as_user "$alice" coffee-producer
 check "orders flow again" wait_until 10 served_at_least reopened 1
 
+section "9. hostile customers: a member's flock() on the FIFO, an order forging a journal priority"
+# A throw-away member of coffee, named so that it cannot clash with a user of
+# the host (whose /etc/passwd the container's overlay starts from).
+member=
+for _try in 1 2 3 4 5; do
+    _name=cfs$(od -An -N5 -tx1 /dev/urandom | tr -d ' \n')
+    getent passwd "$_name" >/dev/null || getent group "$_name" >/dev/null || { member=$_name; break; }
+done
+check "a free name for a throw-away member of coffee ($member)" sh -c "[ -n '$member' ] && useradd -M -N -G coffee -s /bin/sh '$member'"
+systemctl stop $svc
+restarts=$(systemctl show -p NRestarts --value $svc)
+check "$svc stopped, the socket still holds the FIFO" sh -c "! systemctl -q is-active $svc && systemctl -q is-active $sock"
+# The member opens the FIFO for writing (PID 1 holds the read end) and holds flock() on it.
+as_user "$member" sh -c "exec 9>$fifo && flock -n 9 && echo locked && exec sleep 120" > /tmp/locker.out 2>&1 &
+locker=$!
+check "$member holds flock() on $fifo before the first order" wait_until 5 grep -qx locked /tmp/locker.out
+echo locked-out-order | as_user alice coffee-producer
+check "the shop still starts and serves" wait_until 10 served_at_least locked-out-order 1
+check "... without a restart (no exit 75)" test "$(systemctl show -p NRestarts --value $svc)" = "$restarts"
+check "... and the socket is still active" is_active $sock
+kill "$locker" 2>/dev/null; wait "$locker" 2>/dev/null
+
+tag=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+since=$(date '+%Y-%m-%d %H:%M:%S')
+echo "<0>panic-$tag" | as_user alice coffee-producer
+check "the order '<0>panic-$tag' is served" wait_until 10 served_at_least ".*panic-$tag" 1
+journalctl -u $svc -o export --no-pager --since "$since" | grep -E '^(PRIORITY|MESSAGE)=' | grep -B1 "panic-$tag" | sed 's/^/  /'
+check "journalctl -p 0 (emerg) is empty: no order sets its own priority" test -z "$(journalctl -p 0 -q -o cat --no-pager)"
+userdel "$member" 2>/dev/null
+
 section "end state"
 no_watchdog() { ! journal $svc | grep -qi 'watchdog timeout'; }
 check "watchdog (2 s) never fired during the suite" no_watchdog

@@ -1,6 +1,15 @@
 #pragma once
 #include <spdlog/common.h>
 
+// cxxopts splits the value of a vector option (our ORDER arguments) at this
+// character, ',' by default: "Latte, oat milk" would be two orders. An
+// argument is one value whatever it contains, and no argv string holds a NUL.
+// Every user of cxxopts includes it through this header (checked below), so
+// the whole program agrees on it.
+#ifdef CXXOPTS_HPP_INCLUDED
+#error "include <coffee/cli.hpp> instead of <cxxopts.hpp>"
+#endif
+#define CXXOPTS_VECTOR_DELIMITER '\0'
 #include <cxxopts.hpp>
 
 #include <sys/types.h>
@@ -39,7 +48,8 @@ struct common_options {
 [[nodiscard]] std::filesystem::path read_path_option(const cxxopts::ParseResult& result, const std::string& name);
 
 // --fifo-mode: an octal mode up to 0777 that lets the owner read (the shop
-// reads its FIFO). Throws usage_error naming the text otherwise.
+// reads its FIFO) and nobody else (orders are customers' data: no read bit
+// for group or others). Throws usage_error naming the text otherwise.
 [[nodiscard]] mode_t parse_fifo_mode(const std::string& text);
 
 // The whole of a program's main(): makes fds 0-2 valid, parses (usage_error

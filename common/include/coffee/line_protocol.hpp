@@ -33,8 +33,11 @@ struct checked_line {
 [[nodiscard]] checked_line check_line(std::string_view raw) noexcept;
 
 // For logs: about `max` bytes of `raw` (up to 3 more, so as not to cut a
-// UTF-8 character), with control characters, invalid bytes and backslashes
-// escaped (\x00, \\), and "..." when cut.
+// UTF-8 character), with control characters, invalid bytes, backslashes and
+// the characters that change how a log line looks rather than what it says
+// (bidi controls such as U+202E, zero-width and other format characters,
+// U+2028/U+2029) escaped byte by byte (\x00, \\, \xe2\x80\xae), and "..."
+// when cut.
 [[nodiscard]] std::string printable(std::string_view raw, std::size_t max = 80);
 
 // Splits a byte stream into lines without ever holding more than

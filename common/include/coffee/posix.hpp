@@ -2,6 +2,9 @@
 #include <cerrno>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include <sys/types.h>
 
 namespace coffee {
 
@@ -32,6 +35,10 @@ long read_some(int fd, std::string& out, std::size_t max, std::string_view what)
 
 // Makes the fd blocking or non-blocking. Throws std::system_error.
 void set_nonblocking(int fd, bool on);
+
+// The pids whose parent is `parent` (zombies included), from /proc/*/stat.
+// A process that goes away meanwhile is simply not listed.
+[[nodiscard]] std::vector<pid_t> children_of(pid_t parent);
 
 // Ignores SIGPIPE so that a write to a pipe without reader fails with EPIPE.
 void ignore_sigpipe() noexcept;

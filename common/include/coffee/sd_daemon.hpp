@@ -22,8 +22,9 @@ inline constexpr int listen_fds_start = 3;
 [[nodiscard]] std::vector<unique_fd> take_listen_fds();
 
 // Sends `state` ("READY=1", "STATUS=...", "WATCHDOG=1", "STOPPING=1") as one
-// datagram to $NOTIFY_SOCKET. Returns false when there is no such socket;
-// throws std::system_error when the send fails.
+// datagram to $NOTIFY_SOCKET, never blocking. Returns false when there is
+// no such socket; throws std::system_error when the send fails (EAGAIN when
+// the receiver's queue is full).
 bool notify(std::string_view state);
 
 // The watchdog interval from WATCHDOG_USEC (when WATCHDOG_PID, if set, is us).
