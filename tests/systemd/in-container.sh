@@ -274,7 +274,7 @@ check "$svc stopped, the socket still holds the FIFO" sh -c "! systemctl -q is-a
 as_user "$member" sh -c "exec 9>$fifo && flock -n 9 && echo locked && exec sleep 120" > /tmp/locker.out 2>&1 &
 locker=$!
 check "$member holds flock() on $fifo before the first order" wait_until 5 grep -qx locked /tmp/locker.out
-echo locked-out-order | as_user alice coffee-producer
+echo locked-out-order | as_user "$alice" coffee-producer
 check "the shop still starts and serves" wait_until 10 served_at_least locked-out-order 1
 check "... without a restart (no exit 75)" test "$(systemctl show -p NRestarts --value $svc)" = "$restarts"
 check "... and the socket is still active" is_active $sock
@@ -282,7 +282,7 @@ kill "$locker" 2>/dev/null; wait "$locker" 2>/dev/null
 
 tag=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
 since=$(date '+%Y-%m-%d %H:%M:%S')
-echo "<0>panic-$tag" | as_user alice coffee-producer
+echo "<0>panic-$tag" | as_user "$alice" coffee-producer
 check "the order '<0>panic-$tag' is served" wait_until 10 served_at_least ".*panic-$tag" 1
 journalctl -u $svc -o export --no-pager --since "$since" | grep -E '^(PRIORITY|MESSAGE)=' | grep -B1 "panic-$tag" | sed 's/^/  /'
 check "journalctl -p 0 (emerg) is empty: no order sets its own priority" test -z "$(journalctl -p 0 -q -o cat --no-pager)"
@@ -295,7 +295,7 @@ check "no failed units of ours" sh -c "! systemctl --failed --no-legend --plain 
 check "the socket is still active" test "$(systemctl is-active $sock)" = active
 systemctl status --no-pager $sock $svc | head -n 20
 
-section "9. kill -9 and a watchdog abort during a 10,000-order run: none lost"
+section "10. kill -9 and a watchdog abort during a 10,000-order run: none lost"
 # 4 producers x 2,500 fixed-width orders; the shop is killed twice while it
 # works: SIGKILL, then a real watchdog timeout (the process is stopped, the 2 s
 # WatchdogSec= runs out, PID 1 sends SIGABRT). Restart=on-failure brings it back
