@@ -31,6 +31,7 @@
 #include <cstdlib>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -932,12 +933,22 @@ int run(const options& opts) {
         throw_system_error(errno, "lock '{}'", fifo_path.native());
     }
     const std::filesystem::path journal_path = !opts.journal.empty() ? opts.journal : default_journal(fifo_path);
-    const std::filesystem::path aside = set_aside_old_backlog(journal_path);
-    journal orders_journal{journal_path, opts.sync};
-    import_old_backlog(orders_journal, aside);
-    if (opts.journal.empty())
-        import_old_backlog(orders_journal, default_old_backlog(fifo_path));
-    shop coffee_shop{opts, std::move(fifo), fifo_path.native(), orders_journal, std::move(signals)};
+    std::optional<journal> orders_journal;
+    try {
+        const std::filesystem::path aside = set_aside_old_backlog(journal_path);
+        orders_journal.emplace(journal_path, opts.sync);
+        import_old_backlog(*orders_journal, aside);
+        if (opts.journal.empty())
+            import_old_backlog(*orders_journal, default_old_backlog(fifo_path));
+    } catch (const std::system_error& e) {
+        // A read-only or full disk: nothing was taken, say what waits.
+        auto [peek_read, peek_write] = make_pipe();
+        set_nonblocking(peek_write.get(), true);
+        throw exit_error(exit_code_for(e), fmt::format("{}; {} orders wait in the pipe '{}'", e.what(),
+                                                       lines_in_pipe(fifo.get(), peek_write.get(), peek_read.get()),
+                                                       fifo_path.native()));
+    }
+    shop coffee_shop{opts, std::move(fifo), fifo_path.native(), *orders_journal, std::move(signals)};
     return coffee_shop.run();
 }
 
