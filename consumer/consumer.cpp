@@ -133,6 +133,7 @@ private:
     }
     void barista();
     bool brew(const order_batch& batch);
+    [[nodiscard]] bool stdout_writable() const;
     void serve(const order_batch& batch);
     void cut_partial_line(std::size_t bytes);
     void handle_signals();
@@ -415,6 +416,13 @@ void shop::cut_partial_line(std::size_t bytes) {
         (void)::lseek(STDOUT_FILENO, end - static_cast<off_t>(bytes), SEEK_SET);
 }
 
+// True when a write of up to PIPE_BUF bytes to stdout would not block now
+// (poll's POLLOUT on a pipe means that much room).
+bool shop::stdout_writable() const {
+    pollfd out{STDOUT_FILENO, POLLOUT, 0};
+    return ::poll(&out, 1, 0) == 1 && (out.revents & POLLOUT) != 0;
+}
+
 void shop::handle_signals() {
     while (const auto sig = read_signal(signals_)) {
         if (*sig == SIGHUP) {
@@ -687,10 +695,13 @@ void shop::replay_journal() {
 void shop::feed_queue() {
     if (phase_ == phase::stopping)
         return;
-    if (!pending_.empty() && opts_.brew_time.count() == 0 && queue_.idle()) {
-        // Instant brewing and every barista idle: serve here. Handing the
-        // orders to a barista would only add a thread wake-up (tens of
-        // microseconds on a busy machine) to each order's latency.
+    if (!pending_.empty() && opts_.brew_time.count() == 0 && pending_.text.size() <= max_line_bytes &&
+        queue_.idle() && stdout_writable()) {
+        // Instant brewing, a few orders, every barista idle and room on
+        // stdout: serve here. Handing the orders to a barista would only add
+        // a thread wake-up (tens of microseconds on a busy machine) to each
+        // order's latency. Only when stdout has room, so that the reader
+        // never blocks in write() (signals and the watchdog wait on it).
         (void)brew(pending_);
         pending_.clear();
     }
