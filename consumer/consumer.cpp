@@ -34,6 +34,7 @@
 #include <cstdlib>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -137,6 +138,7 @@ private:
     }
     void barista(unsigned index);
     bool brew(const order_batch& batch);
+    [[nodiscard]] bool stdout_writable() const;
     void serve(const order_batch& batch);
     void cut_partial_line(std::size_t bytes);
     void handle_signals();
@@ -424,6 +426,13 @@ void shop::cut_partial_line(std::size_t bytes) {
         (void)::lseek(STDOUT_FILENO, end - static_cast<off_t>(bytes), SEEK_SET);
 }
 
+// True when a write of up to PIPE_BUF bytes to stdout would not block now
+// (poll's POLLOUT on a pipe means that much room).
+bool shop::stdout_writable() const {
+    pollfd out{STDOUT_FILENO, POLLOUT, 0};
+    return ::poll(&out, 1, 0) == 1 && (out.revents & POLLOUT) != 0;
+}
+
 void shop::handle_signals() {
     while (const auto sig = read_signal(signals_)) {
         if (*sig == SIGHUP) {
@@ -696,10 +705,13 @@ void shop::replay_journal() {
 void shop::feed_queue() {
     if (phase_ == phase::stopping)
         return;
-    if (!pending_.empty() && opts_.brew_time.count() == 0 && queue_.idle()) {
-        // Instant brewing and every barista idle: serve here. Handing the
-        // orders to a barista would only add a thread wake-up (tens of
-        // microseconds on a busy machine) to each order's latency.
+    if (!pending_.empty() && opts_.brew_time.count() == 0 && pending_.text.size() <= max_line_bytes &&
+        queue_.idle() && stdout_writable()) {
+        // Instant brewing, a few orders, every barista idle and room on
+        // stdout: serve here. Handing the orders to a barista would only add
+        // a thread wake-up (tens of microseconds on a busy machine) to each
+        // order's latency. Only when stdout has room, so that the reader
+        // never blocks in write() (signals and the watchdog wait on it).
         (void)brew(pending_);
         pending_.clear();
     }
@@ -949,13 +961,23 @@ int run(const options& opts) {
     const std::filesystem::path journal_path = !opts.journal.empty() ? opts.journal : default_journal(fifo_path);
     // The journal's directory must be one nobody else can change, as the FIFO's.
     check_safe_directory(journal_path.has_parent_path() ? journal_path.parent_path() : std::filesystem::path{"."});
-    const std::filesystem::path aside = set_aside_old_backlog(journal_path);
-    journal orders_journal{journal_path, opts.sync};
-    import_old_backlog(orders_journal, aside);
-    if (opts.journal.empty())
-        import_old_backlog(orders_journal, default_old_backlog(fifo_path));
+    std::optional<journal> orders_journal;
+    try {
+        const std::filesystem::path aside = set_aside_old_backlog(journal_path);
+        orders_journal.emplace(journal_path, opts.sync);
+        import_old_backlog(*orders_journal, aside);
+        if (opts.journal.empty())
+            import_old_backlog(*orders_journal, default_old_backlog(fifo_path));
+    } catch (const std::system_error& e) {
+        // A read-only or full disk: nothing was taken, say what waits.
+        auto [peek_read, peek_write] = make_pipe();
+        set_nonblocking(peek_write.get(), true);
+        throw exit_error(exit_code_for(e), fmt::format("{}; {} orders wait in the pipe '{}'", e.what(),
+                                                       lines_in_pipe(fifo.get(), peek_write.get(), peek_read.get()),
+                                                       fifo_path.native()));
+    }
     const int fifo_fd = fifo.get();
-    shop coffee_shop{opts, std::move(fifo), fifo_path.native(), orders_journal, std::move(signals)};
+    shop coffee_shop{opts, std::move(fifo), fifo_path.native(), *orders_journal, std::move(signals)};
     // Any writer can shrink the pipe; set it back (destroyed before the shop).
     const pipe_size_watch pipe_size{fifo_fd, fmt::format("'{}'", fifo_path.native()), std::chrono::seconds{1},
                                     [](const std::string& message) { spdlog::warn("{}", message); }};

@@ -291,4 +291,32 @@ TEST_CASE("50 MiB of garbage as the journal: read with bounded memory and time, 
     CHECK(consumer.output().err().find(" warning: ") != std::string::npos);
 }
 
+TEST_CASE("a real journal followed by 50 MiB of garbage: its orders served, the garbage skipped in bounded memory") {
+    scratch_shop shop;
+    const auto& fifo = shop.fifo;
+    const auto& journal = shop.journal;
+    const order_book book = write_orders(shop.dir.path(), 4, 100);
+    std::vector<std::string> served;
+    journal_with_orders(fifo, journal, book, shop.dir.path(), served);
+    {
+        const unique_fd fd{::open(journal.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC)};
+        REQUIRE(fd);
+        const std::string garbage = random_bytes(50U << 20U, true);
+        REQUIRE(::write(fd.get(), garbage.data(), garbage.size()) == static_cast<ssize_t>(garbage.size()));
+    }
+    consumer_fixture consumer{fifo, draining(journal)};
+    const auto all_lines = [&] { return joined(served, consumer); };
+    const bool drained = all_served(book.all, all_lines, 90s);
+    const long rss = peak_rss_kib(consumer.pid());
+    CHECK(consumer.stop() == 0);
+    const tally t = count(book.all, all_lines());
+    MESSAGE(t.describe(), "; peak RSS ", rss, " KiB");
+    CHECK(drained);
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated == 0);
+    CHECK(rss < 48 * 1024);  // less than the 50 MiB file itself, even with ASan's ~28 MiB
+    CHECK(consumer.output().err().find(" warning: journal ") != std::string::npos);
+}
+
 }  // TEST_SUITE

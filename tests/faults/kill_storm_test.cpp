@@ -136,7 +136,7 @@ TEST_CASE("kill -9 while the consumer drains the pipe at a stop") {
     const auto fifo = dir / "orders";
     const order_book book = write_orders(dir.path(), 4, 2000);
     auto rng = seeded_rng();
-    std::uniform_int_distribution<int> after_us{0, 3000};
+    std::uniform_int_distribution<int> after_us{0, 1500};
     const std::vector<std::string> args{"--journal", (dir / "journal").native(), "--brew-time", "1ms", "--baristas", "2",
                                         "-q"};
     // A stop that completes before the SIGKILL ends serve with 0 (the
