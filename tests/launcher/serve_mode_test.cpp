@@ -111,7 +111,7 @@ TEST_CASE("SIGTERM during serve: the consumer stops gracefully, nothing left beh
     CHECK(served + saved == 4);
 }
 
-TEST_CASE("kill -9 of the consumer while producers write 20,000 orders: restarted, nothing served twice, only what it held is lost") {
+TEST_CASE("kill -9 of the consumer while producers write 20,000 orders: restarted, none lost, none torn, at most one per barista twice") {
     constexpr int producers = 4;
     constexpr int per_producer = 5000;
     coffee::test::temp_dir dir;
@@ -156,32 +156,26 @@ TEST_CASE("kill -9 of the consumer while producers write 20,000 orders: restarte
     std::map<std::string, int> times;
     for (const auto& line : lines)
         ++times[line];
+    // At least once: an order is served twice only when the kill fell between
+    // writing its line and recording it, at most one per barista (README
+    // "What the shop guarantees").
     const auto twice = std::count_if(times.begin(), times.end(), [](const auto& kv) { return kv.second > 1; });
-    CHECK(twice == 0);
-    // Per producer, what is missing must be one run of consecutive orders:
-    // those the killed consumer had read and not brewed. Everything after
-    // them, still in the pipe, was served after the restart. Only the 8
-    // baristas' orders in hand may finish out of order, leaving holes.
+    CHECK(twice <= 8);
+    // The journal keeps what the killed consumer had taken: nothing is lost.
     std::size_t lost = 0;
     for (int p = 0; p < producers; ++p) {
-        std::vector<int> missing;
-        for (int i = 0; i < per_producer; ++i) {
-            if (times.count(fmt::format("order {} {}", p, i)) == 0)
-                missing.push_back(i);
-        }
-        if (!missing.empty())
-            CHECK_MESSAGE(missing.back() - missing.front() + 1 - static_cast<int>(missing.size()) < 8, "producer ", p, ": gaps");
-        lost += missing.size();
+        for (int i = 0; i < per_producer; ++i)
+            lost += times.count(fmt::format("order {} {}", p, i)) == 0 ? 1U : 0U;
     }
-    // The consumer completes every line it starts reading, so kill -9 leaves
-    // no tail of a line in the pipe, but for the few microseconds in between.
+    // The pipe holds whole lines only, whenever the kill comes.
     const auto served = static_cast<std::size_t>(std::count_if(
         times.begin(), times.end(), [](const auto& kv) { return kv.first.rfind("order ", 0) == 0 && kv.first.size() <= 12; }));
-    const std::size_t torn = lines.size() - served;
-    MESSAGE("orders lost to kill -9 of the consumer: ", lost, " of ", producers * per_producer, " (torn lines: ", torn, ")");
-    CHECK(torn <= 1);
-    CHECK(served + lost == static_cast<std::size_t>(producers * per_producer));
-    CHECK(lost < static_cast<std::size_t>(producers * per_producer));
+    const std::size_t torn = times.size() - served;
+    MESSAGE("kill -9 of the consumer: lost ", lost, ", served twice ", twice, ", torn ", torn, " of ",
+            producers * per_producer);
+    CHECK(lost == 0);
+    CHECK(torn == 0);
+    CHECK(served == static_cast<std::size_t>(producers * per_producer));
 }
 
 }  // TEST_SUITE
