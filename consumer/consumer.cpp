@@ -885,6 +885,9 @@ options parse_command_line(int argc, char* argv[]) {
     add_common_options(spec);
 
     // --backlog is the old name of --journal, still accepted for old configs.
+    // Only there may an old text backlog sit at the journal's path: anything
+    // else there that is not a journal is damage, reported and never served.
+    bool backlog_option = false;
     std::vector<std::string> args(argv, argv + argc);
     for (std::string& arg : args) {
         if (arg == "--backlog")
@@ -893,6 +896,9 @@ options parse_command_line(int argc, char* argv[]) {
             arg = "--journal=" + arg.substr(10);
         else if (arg == "--")
             break;
+        else
+            continue;
+        backlog_option = true;
     }
     std::vector<char*> renamed;
     for (std::string& arg : args)
@@ -903,6 +909,7 @@ options parse_command_line(int argc, char* argv[]) {
         throw usage_error(fmt::format("unexpected argument '{}'", result.unmatched().front()));
     options opts;
     opts.common = read_common_options(result, spec, exit_codes_help);
+    opts.journal_may_be_old_backlog = backlog_option;
     opts.fifo = read_path_option(result, "fifo");
     opts.journal = read_path_option(result, "journal");
     opts.sync = result.count("sync") > 0;
@@ -963,9 +970,11 @@ int run(const options& opts) {
     check_safe_directory(journal_path.has_parent_path() ? journal_path.parent_path() : std::filesystem::path{"."});
     std::optional<journal> orders_journal;
     try {
-        const std::filesystem::path aside = set_aside_old_backlog(journal_path);
+        const std::filesystem::path aside =
+            opts.journal_may_be_old_backlog ? set_aside_old_backlog(journal_path) : std::filesystem::path{};
         orders_journal.emplace(journal_path, opts.sync);
-        import_old_backlog(*orders_journal, aside);
+        if (!aside.empty())
+            import_old_backlog(*orders_journal, aside);
         if (opts.journal.empty())
             import_old_backlog(*orders_journal, default_old_backlog(fifo_path));
     } catch (const std::system_error& e) {

@@ -13,6 +13,7 @@ struct options {
     common_options common;
     std::filesystem::path fifo;     // empty: inherited fd 3, else default_fifo_path(false)
     std::filesystem::path journal;  // empty: $STATE_DIRECTORY/journal, else <fifo>.journal
+    bool journal_may_be_old_backlog = false;  // given as --backlog: a text backlog there is migrated
     bool sync = false;              // fdatasync each journal append before taking the orders
     unsigned baristas = 1;
     duration brew_time = std::chrono::seconds{4};

@@ -80,8 +80,9 @@ void import_old_backlog(journal& orders_journal, const std::filesystem::path& ba
     orders_journal.sync();
     if (::unlink(backlog.c_str()) != 0)
         throw_system_error(errno, "remove old backlog '{}' (its orders are in the journal now)", backlog.native());
-    spdlog::info("moved {} orders from the old backlog '{}' into the journal ({} unreadable lines dropped)", imported,
-                 backlog.native(), rejected);
+    spdlog::info("moved {} orders from the old backlog '{}' into the journal", imported, backlog.native());
+    if (rejected > 0)
+        spdlog::warn("old backlog '{}': {} lines were not valid orders; dropped, not served", backlog.native(), rejected);
 }
 
 std::filesystem::path default_old_backlog(const std::filesystem::path& fifo_path) {

@@ -5,8 +5,8 @@
 
 // Before the journal, orders waiting across a stop were kept in a text file,
 // the backlog: one order per line. Where one is found (the old default
-// place, or an old backlog at the journal's own path, first set aside as
-// PATH.old-backlog), its orders move into the journal (made durable) and
+// place, or, when the journal was given as --backlog PATH, an old backlog
+// at that path, first set aside as PATH.old-backlog), its orders move into the journal (made durable) and
 // only then is it removed. A crash in between serves them twice at worst,
 // never loses them.
 namespace coffee::consumer {
