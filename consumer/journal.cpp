@@ -74,7 +74,6 @@ std::string encode(char type, std::uint64_t first_seq, std::string_view body) {
 
 namespace fmt_ = journal_format;
 
-// ---- reading ----
 
 std::size_t journal_scanner::ensure(std::uint64_t pos, std::size_t n) {
     const std::uint64_t want_end = std::min<std::uint64_t>(pos + n, end_);
@@ -191,26 +190,13 @@ std::optional<journal_scanner::record> journal_scanner::next(
     return std::nullopt;
 }
 
-// ---- the file ----
 
 namespace {
-
-std::string_view type_name(mode_t mode) noexcept {
-    switch (mode & S_IFMT) {
-    case S_IFDIR: return "a directory";
-    case S_IFLNK: return "a symbolic link";
-    case S_IFSOCK: return "a socket";
-    case S_IFCHR: return "a character device";
-    case S_IFBLK: return "a block device";
-    case S_IFIFO: return "a FIFO";
-    default: return "not a regular file";
-    }
-}
 
 void check_node(const std::filesystem::path& path, const struct stat& st) {
     if (!S_ISREG(st.st_mode))
         throw exit_error(exit_config, fmt::format("journal '{}' is {}, not a regular file; refusing it (left untouched)",
-                                                  path.native(), type_name(st.st_mode)));
+                                                  path.native(), file_type_name(st.st_mode)));
     if (st.st_uid != ::geteuid())
         throw exit_error(exit_noperm, fmt::format("journal '{}' is owned by uid {}, not by us (uid {}); refusing it",
                                                   path.native(), st.st_uid, ::geteuid()));

@@ -20,21 +20,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string_view type_name(mode_t mode) noexcept {
-    switch (mode & S_IFMT) {
-    case S_IFREG: return "a regular file";
-    case S_IFDIR: return "a directory";
-    case S_IFLNK: return "a symbolic link";
-    case S_IFSOCK: return "a socket";
-    case S_IFCHR: return "a character device";
-    case S_IFBLK: return "a block device";
-    case S_IFIFO: return "a FIFO";
-    default: return "of another kind";
-    }
-}
-
 [[noreturn]] void throw_not_fifo(const fs::path& path, mode_t mode) {
-    throw exit_error(exit_config, fmt::format("'{}' is {}, not a FIFO; refusing to use it", path.native(), type_name(mode)));
+    throw exit_error(exit_config, fmt::format("'{}' is {}, not a FIFO; refusing to use it", path.native(), file_type_name(mode)));
 }
 
 std::string env_or_empty(const char* name) {
@@ -153,7 +140,7 @@ void check_is_fifo(int fd, const std::string& what) {
     if (::fstat(fd, &st) != 0)
         throw_system_error(errno, "fstat {}", what);
     if (!S_ISFIFO(st.st_mode))
-        throw exit_error(exit_config, fmt::format("{} is {}, not a FIFO; refusing to use it", what, type_name(st.st_mode)));
+        throw exit_error(exit_config, fmt::format("{} is {}, not a FIFO; refusing to use it", what, file_type_name(st.st_mode)));
 }
 
 unique_fd open_fifo_for_reading(const fs::path& path, const fifo_policy& policy) {
@@ -220,7 +207,7 @@ unique_fd lock_fifo(const fs::path& fifo_path) {
     if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != ::geteuid())
         throw exit_error(exit_noperm, fmt::format("lock file '{}' is not a plain file of ours (uid {}, {} link(s), {}); "
                                                   "refusing it",
-                                                  lock_path.native(), st.st_uid, st.st_nlink, type_name(st.st_mode)));
+                                                  lock_path.native(), st.st_uid, st.st_nlink, file_type_name(st.st_mode)));
     // Nobody else may open it, or they could hold the lock.
     if ((st.st_mode & 07777U) != 0600 && ::fchmod(fd.get(), 0600) != 0)
         throw_system_error(errno, "chmod the lock file '{}'", lock_path.native());

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -75,5 +76,18 @@ void set_nonblocking(int fd, bool on) {
 }
 
 void ignore_sigpipe() noexcept { (void)::signal(SIGPIPE, SIG_IGN); }
+
+std::string_view file_type_name(mode_t mode) noexcept {
+    switch (mode & S_IFMT) {
+    case S_IFREG: return "a regular file";
+    case S_IFDIR: return "a directory";
+    case S_IFLNK: return "a symbolic link";
+    case S_IFSOCK: return "a socket";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    case S_IFIFO: return "a FIFO";
+    default: return "of another kind";
+    }
+}
 
 }  // namespace coffee

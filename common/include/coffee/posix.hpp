@@ -40,6 +40,10 @@ void set_nonblocking(int fd, bool on);
 // A process that goes away meanwhile is simply not listed.
 [[nodiscard]] std::vector<pid_t> children_of(pid_t parent);
 
+// What a stat() mode is, for messages: "a FIFO", "a directory", "a regular
+// file", "a symbolic link", ...
+[[nodiscard]] std::string_view file_type_name(mode_t mode) noexcept;
+
 // Ignores SIGPIPE so that a write to a pipe without reader fails with EPIPE.
 void ignore_sigpipe() noexcept;
 
