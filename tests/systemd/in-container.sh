@@ -50,7 +50,7 @@ printf '[Service]\nWatchdogSec=2s\n' > "$dropins/40-test-watchdog.conf"
 if ldd /usr/bin/coffee-consumer 2>/dev/null | grep -q 'lib[at]san'; then
     # Sanitizer build (ctest of the ci preset): LeakSanitizer needs ptrace and
     # ASan its core-dump setrlimit, which the units' SystemCallFilter= refuse.
-    echo "NOTE: sanitizer build; ASAN_OPTIONS=detect_leaks=0:disable_coredump=0 for both services"
+    echo "sanitizer build: ASAN_OPTIONS=detect_leaks=0:disable_coredump=0 for both services"
     for d in "$dropins" /etc/systemd/system/coffee-producer.service.d; do
         mkdir -p "$d"
         printf '[Service]\nEnvironment=ASAN_OPTIONS=detect_leaks=0:disable_coredump=0\n' > "$d/45-test-sanitizer.conf"
