@@ -97,6 +97,30 @@ constexpr std::uint64_t hold_bytes = 64U << 20;
 // What journald reads as "info" (sd-daemon(3)); it strips one such prefix.
 constexpr std::string_view journal_priority = "<6>";
 
+// True when every byte of `lines` is printable ASCII (0x20..0x7E) or LF.
+// Looks at 32 bytes at a time without branching on each, which the compiler
+// turns into vector compares.
+bool plain_lines(std::string_view lines) noexcept {
+    const auto* p = reinterpret_cast<const unsigned char*>(lines.data());
+    const std::size_t n = lines.size();
+    const auto bad = [](unsigned char c) {
+        return static_cast<unsigned char>(static_cast<unsigned char>(c - 0x20U) > 0x5EU && c != '\n');
+    };
+    constexpr std::size_t block = 32;
+    std::size_t i = 0;
+    for (; i + block <= n; i += block) {
+        unsigned char any = 0;
+        for (std::size_t k = 0; k < block; ++k)
+            any |= bad(p[i + k]);
+        if (any != 0)
+            return false;
+    }
+    unsigned char any = 0;
+    for (; i < n; ++i)
+        any |= bad(p[i]);
+    return any == 0;
+}
+
 std::size_t stdout_chunk() {
     struct stat st{};
     if (::fstat(STDOUT_FILENO, &st) == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
@@ -637,10 +661,27 @@ bool shop::parse_lines(std::string_view lines, order_batch& batch, std::size_t& 
             verbatim = false;
         }
     };
+    // Orders are mostly printable ASCII: then a line is an order exactly as
+    // it stands when it is not empty, not too long, has no blank at either
+    // end and is not 'finish' (what check_line would say, without looking
+    // at each byte again).
+    const bool plain = plain_lines(all);
     while (!lines.empty()) {
         const std::size_t lf = lines.find('\n');
         const std::string_view raw = lines.substr(0, lf);
         lines.remove_prefix(lf + 1);
+        if (plain && !raw.empty() && raw.size() <= max_order_bytes && raw.front() != ' ' && raw.back() != ' ' &&
+            raw != finish_message) {
+            if (verbatim) {
+                verbatim_end += raw.size() + 1;
+                ++batch.count;
+            } else {
+                batch.add(raw);
+            }
+            if (!saw_finish)
+                before_finish = batch.count;
+            continue;
+        }
         const checked_line check = check_line(raw);
         if (check.problem != line_problem::none) {
             copy_out();
