@@ -65,10 +65,17 @@ Exit codes:
   78  the path is not a FIFO, or the journal is not a regular file
 )";
 
-// How much to take from the pipe at once. With instant brewing, takes as
-// big as the default pipe (16 pages) keep up with any producer. When brewing
-// takes time, taking ahead serves no one sooner: take one PIPE_BUF at a time.
-constexpr std::size_t instant_take = 65536;
+// How much to take from the pipe at once. With instant brewing, the shop
+// grows a FIFO it opened itself to 1 MiB (the unprivileged pipe-max-size),
+// and one tee() looks at all of it: fewer wake-ups for the reader and for
+// the writers it unblocks. What it takes is still journaled and spliced out
+// in records of at most 64 KiB of lines (instant_record), each appended
+// before its own bytes leave the pipe, so a kill between the two serves at
+// most 64 KiB again (README "Duplicates"); the baristas get it in batches of
+// up to 4 records, so that memory stays bounded. When brewing takes time, taking
+// ahead serves no one sooner: take one PIPE_BUF at a time.
+constexpr std::size_t instant_take = std::size_t{1} << 20;
+constexpr std::size_t instant_record = 65536;
 constexpr std::size_t brewing_take = max_line_bytes;
 // stdout gets whole lines in writes of at most PIPE_BUF bytes when it is a
 // pipe or socket, so that no kill leaves half a line there and no two
@@ -90,6 +97,30 @@ constexpr std::uint64_t hold_bytes = 64U << 20;
 // What journald reads as "info" (sd-daemon(3)); it strips one such prefix.
 constexpr std::string_view journal_priority = "<6>";
 
+// True when every byte of `lines` is printable ASCII (0x20..0x7E) or LF.
+// Looks at 32 bytes at a time without branching on each, which the compiler
+// turns into vector compares.
+bool plain_lines(std::string_view lines) noexcept {
+    const auto* p = reinterpret_cast<const unsigned char*>(lines.data());
+    const std::size_t n = lines.size();
+    const auto bad = [](unsigned char c) {
+        return static_cast<unsigned char>(static_cast<unsigned char>(c - 0x20U) > 0x5EU && c != '\n');
+    };
+    constexpr std::size_t block = 32;
+    std::size_t i = 0;
+    for (; i + block <= n; i += block) {
+        unsigned char any = 0;
+        for (std::size_t k = 0; k < block; ++k)
+            any |= bad(p[i + k]);
+        if (any != 0)
+            return false;
+    }
+    unsigned char any = 0;
+    for (; i < n; ++i)
+        any |= bad(p[i]);
+    return any == 0;
+}
+
 std::size_t stdout_chunk() {
     struct stat st{};
     if (::fstat(STDOUT_FILENO, &st) == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
@@ -104,6 +135,7 @@ public:
           signals_{std::move(signals)}, wake_{::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)},
           devnull_{::open("/dev/null", O_WRONLY | O_CLOEXEC)}, queue_{opts.queue_size, [this] { wake(); }},
           take_limit_{opts.brew_time.count() == 0 ? instant_take : brewing_take},
+          record_limit_{opts.brew_time.count() == 0 ? instant_record : brewing_take},
           stdout_is_journal_{is_journal_stream(STDOUT_FILENO)}, output_chunk_{stdout_chunk()},
           status_interval_{status_interval_from_env()}, board_{opts.baristas} {
         if (!wake_)
@@ -143,6 +175,7 @@ private:
     void cut_partial_line(std::size_t bytes);
     void handle_signals();
     std::size_t take_orders(std::size_t limit);
+    bool take_lines(std::string_view lines, bool whole_peek);
     std::size_t peek(std::size_t limit);
     void consume(std::size_t bytes);
     std::size_t pipe_bytes() const;
@@ -173,6 +206,7 @@ private:
     unique_fd peek_write_;
     order_queue queue_;
     std::size_t take_limit_;
+    std::size_t record_limit_;
     bool stdout_is_journal_;
     std::size_t output_chunk_;
     std::vector<std::thread> baristas_;
@@ -496,10 +530,11 @@ void shop::consume(std::size_t bytes) {
 
 // Takes the whole lines at the head of the pipe, up to about `limit` bytes:
 // peeks at them, records the valid orders in the journal, and only then
-// consumes exactly their bytes. Whatever happens to the process, the pipe
-// then holds whole lines only, and every order that left it is in the
-// journal. Returns the bytes consumed (0: nothing whole was there).
-// Throws system_error (nothing consumed) when the journal fails.
+// consumes exactly their bytes, one record of at most record_limit_ bytes
+// of lines at a time. Whatever happens to the process, the pipe then holds
+// whole lines only, and every order that left it is in the journal. Returns
+// the bytes consumed (0: nothing whole was there). Throws system_error
+// (nothing of the record being written consumed) when the journal fails.
 std::size_t shop::take_orders(std::size_t limit) {
     const std::size_t n = peek(limit);
     if (n == 0)
@@ -517,14 +552,13 @@ std::size_t shop::take_orders(std::size_t limit) {
         reject("malformed line", checked_line{line_problem::too_long, {}, max_order_bytes}, {}, discarded_ + 1);
         discarding_ = false;
         taken = lf + 1;
+        consume(taken);
         bytes.remove_prefix(taken);
     }
     const std::size_t last_lf = bytes.rfind('\n');
     if (last_lf == std::string_view::npos) {
-        if (taken > 0) {
-            consume(taken);
+        if (taken > 0)
             return taken;
-        }
         if (n > max_order_bytes) {
             // A line's worth without an LF: an over-long line. Drop it as it
             // comes, in big reads, never byte by byte.
@@ -536,12 +570,37 @@ std::size_t shop::take_orders(std::size_t limit) {
         note_fragment(n);
         return 0;
     }
-    const std::string_view lines = bytes.substr(0, last_lf + 1);
+    std::string_view lines = bytes.substr(0, last_lf + 1);
+    fragment_bytes_ = 0;
+    const bool whole_peek = taken == 0 && lines.size() <= record_limit_;
+    while (!lines.empty()) {
+        std::size_t end = lines.size();
+        if (end > record_limit_) {
+            end = lines.rfind('\n', record_limit_ - 1) + 1;
+            if (end == 0)
+                end = lines.find('\n') + 1;
+        }
+        const std::string_view record = lines.substr(0, end);
+        lines.remove_prefix(end);
+        taken += record.size();
+        // After 'finish' (or a stop) the phase changed and the pipe was
+        // taken again from its head: peeked_ is no longer ours.
+        if (!take_lines(record, whole_peek))
+            break;
+    }
+    return taken;
+}
+
+// Records the orders among `lines` (whole lines at the head of the pipe) in
+// the journal, then consumes their bytes, and queues them as pending_.
+// False when a 'finish' among them changed the phase (the pipe was then
+// taken from its head again, and peeked_ was overwritten).
+bool shop::take_lines(std::string_view lines, bool whole_peek) {
     order_batch batch;
     std::size_t before_finish = 0;
     bool saw_finish = false;
     if (parse_lines(lines, batch, before_finish, saw_finish)) {
-        if (taken == 0) {
+        if (whole_peek) {
             batch.text = std::move(peeked_);  // no copy
             batch.text.resize(lines.size());
             peeked_.clear();
@@ -550,27 +609,42 @@ std::size_t shop::take_orders(std::size_t limit) {
         }
     }
     journal_.append_orders(batch);  // throws: nothing consumed, nothing lost
-    taken += lines.size();
-    consume(taken);
-    fragment_bytes_ = 0;
+    consume(lines.size());
     if (phase_ == phase::taking_orders && before_finish > 0) {
-        if (before_finish == batch.count) {
-            pending_ = std::move(batch);
-        } else {
+        std::string_view text = batch.text;
+        if (before_finish < batch.count) {
             // Orders after 'finish' wait in the journal for the next start.
             std::size_t end = 0;
             for (std::size_t i = 0; i < before_finish; ++i)
                 end = batch.text.find('\n', end) + 1;
-            pending_.text.assign(batch.text, 0, end);
-            pending_.count = before_finish;
-            pending_.first_seq = batch.first_seq;
+            text = text.substr(0, end);
         }
+        if (pending_.empty()) {
+            if (before_finish == batch.count) {
+                pending_ = std::move(batch);
+            } else {
+                pending_.text.assign(text);
+                pending_.count = before_finish;
+                pending_.first_seq = batch.first_seq;
+            }
+        } else {
+            // The records of one take have consecutive sequence numbers.
+            pending_.text.append(text);
+            pending_.count += before_finish;
+        }
+        // A big take goes to the baristas a record at a time, so that no
+        // one holds more than a record: the queue overshoots its capacity
+        // by at most one take, and memory stays bounded by it.
+        if (pending_.text.size() >= 4 * record_limit_)
+            queue_.push(std::move(pending_));
     } else if (phase_ != phase::taking_orders) {
         moved_to_journal_ += batch.count;
     }
-    if (saw_finish)
+    if (saw_finish) {
         finish("received 'finish'");
-    return taken;
+        return false;
+    }
+    return true;
 }
 
 // Appends the orders among `lines` (whole lines) to `batch`. Returns true
@@ -587,10 +661,27 @@ bool shop::parse_lines(std::string_view lines, order_batch& batch, std::size_t& 
             verbatim = false;
         }
     };
+    // Orders are mostly printable ASCII: then a line is an order exactly as
+    // it stands when it is not empty, not too long, has no blank at either
+    // end and is not 'finish' (what check_line would say, without looking
+    // at each byte again).
+    const bool plain = plain_lines(all);
     while (!lines.empty()) {
         const std::size_t lf = lines.find('\n');
         const std::string_view raw = lines.substr(0, lf);
         lines.remove_prefix(lf + 1);
+        if (plain && !raw.empty() && raw.size() <= max_order_bytes && raw.front() != ' ' && raw.back() != ' ' &&
+            raw != finish_message) {
+            if (verbatim) {
+                verbatim_end += raw.size() + 1;
+                ++batch.count;
+            } else {
+                batch.add(raw);
+            }
+            if (!saw_finish)
+                before_finish = batch.count;
+            continue;
+        }
         const checked_line check = check_line(raw);
         if (check.problem != line_problem::none) {
             copy_out();
@@ -696,7 +787,7 @@ void shop::replay_journal() {
     if (!journal_.replaying() || phase_ != phase::taking_orders || !pending_.empty())
         return;
     try {
-        (void)journal_.replay(pending_, take_limit_);
+        (void)journal_.replay(pending_, record_limit_);
     } catch (const std::system_error& e) {
         journal_failed(e);
     }
@@ -964,6 +1055,11 @@ int run(const options& opts) {
         fifo = open_fifo_for_reading(fifo_path, {opts.fifo_mode, opts.allow_world_writable});
         // One shop per FIFO: a second consumer would take half of the orders.
         lock = lock_fifo(fifo_path);
+        // With instant brewing, a bigger pipe means fewer, bigger takes and
+        // fewer wake-ups (as coffee-launcher serve does; best effort). An
+        // inherited FIFO keeps the size its supervisor gave it (PipeSize=).
+        if (opts.brew_time.count() == 0)
+            (void)::fcntl(fifo.get(), F_SETPIPE_SZ, instant_take);
     }
     const std::filesystem::path journal_path = !opts.journal.empty() ? opts.journal : default_journal(fifo_path);
     // The journal's directory must be one nobody else can change, as the FIFO's.
