@@ -10,6 +10,7 @@
 #include <coffee/line_protocol.hpp>
 #include <coffee/log_rate_limit.hpp>
 #include <coffee/logging.hpp>
+#include <coffee/pipe_fill.hpp>
 #include <coffee/pipe_size_watch.hpp>
 #include <coffee/posix.hpp>
 #include <coffee/safe_path.hpp>
@@ -879,18 +880,6 @@ void shop::compact_journal(bool quiet) {
 }
 
 // How many whole lines wait in the pipe (for the last words of a failed stop).
-std::uint64_t lines_in_pipe(int fifo, int peek_write, int peek_read) {
-    int n = 0;
-    if (::ioctl(fifo, FIONREAD, &n) != 0 || n <= 0)
-        return 0;
-    const ssize_t got = ::tee(fifo, peek_write, static_cast<std::size_t>(n), SPLICE_F_NONBLOCK);
-    if (got <= 0)
-        return 0;
-    std::string bytes(static_cast<std::size_t>(got), '\0');
-    const ssize_t r = ::read(peek_read, bytes.data(), bytes.size());
-    return r <= 0 ? 0 : static_cast<std::uint64_t>(std::count(bytes.begin(), bytes.begin() + r, '\n'));
-}
-
 int shop::shut_down() {
     for (std::thread& barista : baristas_)
         barista.join();
@@ -906,7 +895,7 @@ int shop::shut_down() {
     }
     if (exit_code_ != exit_ok) {
         spdlog::error("{} orders wait in the journal '{}' and {} in the pipe '{}'", waiting, journal_.path().native(),
-                      lines_in_pipe(fifo_.get(), peek_write_.get(), peek_read_.get()), fifo_name_);
+                      peek_pipe_lines(fifo_.get()).lines, fifo_name_);
     } else if (waiting > 0) {
         spdlog::info("{} orders wait in the journal '{}' for the next start", waiting, journal_.path().native());
     }
@@ -1075,11 +1064,8 @@ int run(const options& opts) {
             import_old_backlog(*orders_journal, default_old_backlog(fifo_path));
     } catch (const std::system_error& e) {
         // A read-only or full disk: nothing was taken, say what waits.
-        auto [peek_read, peek_write] = make_pipe();
-        set_nonblocking(peek_write.get(), true);
         throw exit_error(exit_code_for(e), fmt::format("{}; {} orders wait in the pipe '{}'", e.what(),
-                                                       lines_in_pipe(fifo.get(), peek_write.get(), peek_read.get()),
-                                                       fifo_path.native()));
+                                                       peek_pipe_lines(fifo.get()).lines, fifo_path.native()));
     }
     const int fifo_fd = fifo.get();
     shop coffee_shop{opts, std::move(fifo), fifo_path.native(), *orders_journal, std::move(signals)};

@@ -6,6 +6,7 @@
 #include <coffee/child_process.hpp>
 #include <coffee/errors.hpp>
 #include <coffee/fifo.hpp>
+#include <coffee/pipe_fill.hpp>
 #include <coffee/posix.hpp>
 #include <coffee/sd_daemon.hpp>
 #include <coffee/signals.hpp>
@@ -39,32 +40,6 @@ bool is_config_failure(int status) noexcept {
         return false;
     const int code = WEXITSTATUS(status);
     return code == exit_usage || code == exit_noperm || code == exit_config || code == 126 || code == 127;
-}
-
-// What is still in the pipe, counted without taking it: tee(2) duplicates
-// the bytes into a private pipe, where the LFs are counted.
-struct leftover {
-    int bytes = 0;
-    std::size_t lines = 0;  // whole lines among the bytes looked at
-    bool all_seen = true;   // false when the private pipe could not take them all
-};
-
-leftover orders_left(int fifo) {
-    leftover left;
-    if (::ioctl(fifo, FIONREAD, &left.bytes) != 0 || left.bytes <= 0) {
-        left.bytes = 0;
-        return left;
-    }
-    pipe_ends copy = make_pipe();
-    (void)::fcntl(copy.write.get(), F_SETPIPE_SZ, left.bytes);  // best effort; tee stops at its capacity
-    const ssize_t copied = retry_on_eintr(
-        [&] { return ::tee(fifo, copy.write.get(), static_cast<std::size_t>(left.bytes), SPLICE_F_NONBLOCK); });
-    left.all_seen = copied == left.bytes;
-    copy.write.reset();
-    char buf[65536];
-    for (ssize_t n; (n = retry_on_eintr([&] { return ::read(copy.read.get(), buf, sizeof buf); })) > 0;)
-        left.lines += static_cast<std::size_t>(std::count(buf, buf + n, '\n'));
-    return left;
 }
 
 // True once `pid` blocks SIGTERM: the consumer then takes it as a stop
@@ -176,10 +151,10 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
     // still in the FIFO, it gets one chance to move them into its journal;
     // whatever is still there then is reported at error level, exit 75.
     const auto finish = [&](int code, bool drain) {
-        leftover left = orders_left(fifo.get());
+        pipe_contents left = peek_pipe_lines(fifo.get());
         if (left.bytes > 0 && drain) {
             drain_into_journal(request, signals, opts.stop_timeout);
-            left = orders_left(fifo.get());
+            left = peek_pipe_lines(fifo.get());
         }
         if (left.bytes == 0)
             return code;

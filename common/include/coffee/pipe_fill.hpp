@@ -22,4 +22,13 @@ struct pipe_fill {
 // capacity that is not a whole number of KiB.
 [[nodiscard]] std::string describe_fill(const pipe_fill& fill);
 
+// What is unread in the pipe behind `fd`, counted without taking it: tee(2)
+// duplicates the bytes into a private pipe, where the LFs are counted.
+struct pipe_contents {
+    std::size_t bytes = 0;
+    std::size_t lines = 0;  // whole lines among the bytes looked at
+    bool all_seen = true;   // false when the private pipe could not take them all
+};
+[[nodiscard]] pipe_contents peek_pipe_lines(int fd);
+
 }  // namespace coffee
