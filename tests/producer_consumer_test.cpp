@@ -608,7 +608,7 @@ TEST_CASE("the journal on a full disk: exit 74, the orders wait in the pipe and 
     shop_dir shop;
     const auto copy = shop.dir / "journal-copy";
     const std::string script = R"(mount -t tmpfs -o size=8k tmpfs "$1" || exit 99
-"$2" --fifo "$3" --journal "$1/journal" --brew-time 0 --until-finish; rc=$?
+"$2" --fifo "$3" --journal "$1/journal" --brew-time 1ms --until-finish; rc=$?
 cp "$1/journal" "$4"; exit $rc)";
     auto first = shop.in_private_tmpfs("first", script, {consumer_bin, shop.fifo.native(), copy.native()});
     if (!first)

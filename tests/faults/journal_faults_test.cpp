@@ -100,8 +100,11 @@ TEST_CASE("the journal's disk is full: exit 74, the orders wait in the pipe, not
     all.all.insert(all.all.end(), after.all.begin(), after.all.end());
     std::vector<std::string> served;
 
-    {   // Served while there is room; then the disk fills up mid-run.
-        consumer_fixture consumer{fifo, draining(journal)};
+    {   // Served while there is room; then the disk fills up mid-run. With a
+        // brew time every order goes through the journal (with brew 0 they
+        // are served straight from the pipe, and a full journal disk stops
+        // nothing: see the next test).
+        consumer_fixture consumer{fifo, {"--journal", journal.native(), "--brew-time", "1ms", "--baristas", "4", "-q"}};
         auto producers = start_producers(fifo, before, dir.path());
         expect_delivered(producers);
         CHECK(all_served(before.all, [&] { return consumer.output().lines(); }, 30s));
@@ -122,6 +125,32 @@ TEST_CASE("the journal's disk is full: exit 74, the orders wait in the pipe, not
     CHECK(t.lost == 0);
     CHECK(t.torn == 0);
     CHECK(t.duplicated <= 1);
+}
+
+TEST_CASE("with brew 0 orders are served straight from the pipe: a full journal disk stops nothing") {
+    scratch_shop shop;
+    const auto& dir = shop.dir;
+    tmpfs_mount disk{dir / "disk", "256k"};
+    if (!disk.ok()) {
+        skip(disk.why());
+        return;
+    }
+    const auto& fifo = shop.fifo;
+    const auto journal = dir / "disk" / "journal";
+    const order_book book = write_orders(dir.path(), 4, 5000, 0);
+    consumer_fixture consumer{fifo, draining(journal)};
+    disk.fill("filler");
+    auto producers = start_producers(fifo, book, dir.path());
+    expect_delivered(producers);
+    const bool all = all_served(book.all, [&] { return consumer.output().lines(); }, 60s);
+    CHECK_MESSAGE(all, consumer.output().err());
+    CHECK(consumer.stop() == 0);
+    const tally t = count(book.all, consumer.output().lines());
+    MESSAGE(t.describe());
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated == 0);
+    CHECK(std::filesystem::file_size(journal) == 0);  // nothing ever needed it
 }
 
 TEST_CASE("the journal's directory is read-only: the consumer fails at once, nothing lost") {
