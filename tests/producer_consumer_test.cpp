@@ -308,6 +308,61 @@ TEST_CASE("garbage in the FIFO: the consumer warns, stays up and serves the vali
     CHECK(log.find("rejected 5 lines") != std::string::npos);
 }
 
+// With --brew-time 0 a take of plain orders is judged in one pass over its
+// bytes and served straight from the pipe; anything else goes the way every
+// order goes with a brew time (check_line, the journal). Both must judge
+// every line alike, wherever it sits in a big take.
+TEST_CASE("brew 0 judges every kind of line exactly as a brew time does, wherever it sits in a take") {
+    // Orders as they stand, and lines that are not (or not only).
+    const std::vector<std::string> plain{"finished", "xfinish", "f", "~tilde~", "a  b", std::string(2047, 'm'),
+                                         std::string(2048, 'n'), std::string(4095, 'o')};
+    const std::vector<std::string> odd{"", " ", "  lead", "trail  ", "finish", " finish", "finish ", "tab\there",
+                                       "cr\r", "bell\a", "Caf\xc3\xa9", "bad \xff", std::string(4096, 'p'),
+                                       std::string(5000, 'q')};
+    std::uint32_t state = 12345;
+    const auto orders = [&](int count) {
+        std::string text;
+        for (int i = 0; i < count; ++i) {
+            state = state * 1103515245U + 12345U;
+            text += (state >> 16) % 7 == 0 ? plain[(state >> 8) % plain.size()] : "Order " + std::to_string(state);
+            text += '\n';
+        }
+        return text;
+    };
+    // Each take: one line from `odd` after 0, 1, 5 or 300 plain lines (the
+    // start, the byte-at-a-time tail, or the middle of the one pass), then
+    // plain lines; written whole, and served before the next is written.
+    std::vector<std::string> takes;
+    for (const std::string& line : odd) {
+        for (const int before : {0, 1, 5, 300})
+            takes.push_back(orders(before) + line + "\n" + orders(3) + "M" + std::to_string(takes.size()) + "\n");
+    }
+    const auto serve = [&](const std::string& name, const std::vector<std::string>& args,
+                           const std::vector<std::string>& texts) {
+        shop_dir shop;
+        process consumer = shop.consumer(name, args);
+        fifo_holder holder{shop.fifo};
+        for (std::size_t i = 0; i < texts.size(); ++i) {
+            holder.write(texts[i]);
+            const std::string mark = "\nM" + std::to_string(i) + "\n";
+            REQUIRE(coffee::test::eventually([&] { return coffee::test::file_contains(shop.out(name), mark); }, 30s));
+        }
+        consumer.kill(SIGTERM);
+        CHECK(consumer.wait() == 0);
+        return coffee::test::read_lines(shop.out(name));
+    };
+    const std::string all_plain = orders(6000) + "M0\n";
+    CHECK(serve("plain", {"--brew-time", "0", "-q"}, {all_plain}) == coffee::test::split_lines(all_plain));
+
+    const auto instant = serve("instant", {"--brew-time", "0", "-q"}, takes);
+    const auto brewed = serve("brewed", {"--brew-time", "1ms", "--baristas", "16", "-q"}, takes);
+    CHECK(as_multiset(instant) == as_multiset(brewed));  // 16 baristas finish in any order
+    const auto has = [&](const std::string& line) { return std::find(instant.begin(), instant.end(), line) != instant.end(); };
+    CHECK(!has(std::string(4096, 'p')));
+    CHECK(has("lead"));
+    CHECK(!has("finish"));
+}
+
 TEST_CASE("bad orders are refused by the producer with their position, the rest are delivered, exit 65") {
     shop_dir shop;
     process consumer = shop.consumer("consumer", {"--brew-time", "0", "--until-finish"});

@@ -51,9 +51,11 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
         throw std::runtime_error("cannot write " + path.native());
 }
 
-std::vector<std::string> read_lines(const std::filesystem::path& path) {
+std::vector<std::string> read_lines(const std::filesystem::path& path) { return split_lines(read_file(path)); }
+
+std::vector<std::string> split_lines(const std::string& text) {
     std::vector<std::string> lines;
-    std::istringstream in{read_file(path)};
+    std::istringstream in{text};
     for (std::string line; std::getline(in, line);)
         lines.push_back(line);
     return lines;

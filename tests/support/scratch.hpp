@@ -42,6 +42,8 @@ private:
 void write_file(const std::filesystem::path& path, const std::string& text);
 // The file's lines without their LF.
 [[nodiscard]] std::vector<std::string> read_lines(const std::filesystem::path& path);
+// The lines of `text`, without their LFs.
+[[nodiscard]] std::vector<std::string> split_lines(const std::string& text);
 // True when the file contains `text`.
 [[nodiscard]] bool file_contains(const std::filesystem::path& path, const std::string& text);
 
