@@ -49,8 +49,9 @@ constexpr std::string_view exit_codes_help = R"(
 Reads orders, one per line, from the FIFO; each of N baristas takes one,
 logs "Processing order: ORDER", brews it for --brew-time, and writes the
 order text as one line to stdout. Under systemd (LISTEN_FDS) the FIFO is
-inherited as fd 3. An order leaves the pipe only once it is in the journal,
-and is marked served there once its line is on stdout; a start serves the
+inherited as fd 3. An order leaves the pipe only once it is on stdout or in
+the journal (where it is marked served once its line is on stdout); with
+--brew-time 0 orders go straight from the pipe to stdout; a start serves the
 journal's unserved orders first. SIGTERM, SIGINT, --timeout and 'finish'
 (with --until-finish) stop gracefully: orders being brewed finish; the
 others, and the whole lines still in the pipe, wait in the journal.
@@ -69,8 +70,9 @@ Exit codes:
 // How much to take from the pipe at once. With instant brewing, the shop
 // grows a FIFO it opened itself to 1 MiB (the unprivileged pipe-max-size),
 // and one tee() looks at all of it: fewer wake-ups for the reader and for
-// the writers it unblocks. What it takes is still journaled and spliced out
-// in records of at most 64 KiB of lines (instant_record), each appended
+// the writers it unblocks. Mostly it is served straight from the pipe
+// (serve_from_pipe); what goes the journal's way is journaled and spliced
+// out in records of at most 64 KiB of lines (instant_record), each appended
 // before its own bytes leave the pipe, so a kill between the two serves at
 // most 64 KiB again (README "Duplicates"); the baristas get it in batches of
 // up to 4 records, so that memory stays bounded. When brewing takes time, taking
@@ -231,6 +233,40 @@ std::size_t stdout_chunk() {
     return pipe_output_chunk;
 }
 
+// Cuts a stdout that is a regular file back to `offset`: the start of a
+// write that did not finish. True when it did.
+bool cut_output_back(std::uint64_t offset) {
+    const auto at = static_cast<off_t>(offset);
+    if (::ftruncate(STDOUT_FILENO, at) != 0)
+        return false;
+    if (::lseek(STDOUT_FILENO, 0, SEEK_CUR) > at)
+        (void)::lseek(STDOUT_FILENO, at, SEEK_SET);
+    return true;
+}
+
+// A consumer killed in the middle of a big write() to a stdout file left
+// part of it there: the kernel stops such a write at a page boundary, in
+// the middle of a line. When stdout is that file and it ends inside the
+// last write the journal recorded, that write is cut off again: none of its
+// orders was recorded served, and all of them are served again, whole.
+void cut_unfinished_write(const journal_load& loaded) {
+    const std::optional<output_write>& last = loaded.last_output_write;
+    struct stat st{};
+    if (!last || ::fstat(STDOUT_FILENO, &st) != 0 || !S_ISREG(st.st_mode) ||
+        static_cast<std::uint64_t>(st.st_dev) != last->device || static_cast<std::uint64_t>(st.st_ino) != last->inode)
+        return;
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    if (size <= last->offset || size >= last->offset + last->length)
+        return;
+    if (cut_output_back(last->offset))
+        spdlog::warn("stdout: cut off the {} bytes at offset {} that the previous consumer wrote of {} when it died; "
+                     "those orders are served again",
+                     size - last->offset, last->offset, last->length);
+    else
+        spdlog::warn("stdout: cannot cut off the {} bytes at offset {} of an unfinished write: {}",
+                     size - last->offset, last->offset, std::strerror(errno));
+}
+
 // When stdout is a pipe: a descriptor of its own for it, non-blocking, so
 // that the reader learns that the pipe is full from the write itself (a
 // write of at most PIPE_BUF to a pipe is all or nothing) instead of asking
@@ -264,6 +300,10 @@ public:
             throw_system_error(errno, "eventfd");
         if (!devnull_)
             throw_system_error(errno, "open /dev/null");
+        if (struct stat out{}; ::fstat(STDOUT_FILENO, &out) == 0 && S_ISREG(out.st_mode)) {
+            stdout_file_ = output_write{static_cast<std::uint64_t>(out.st_dev), static_cast<std::uint64_t>(out.st_ino)};
+            stdout_append_ = (::fcntl(STDOUT_FILENO, F_GETFL) & O_APPEND) != 0;
+        }
         auto [peek_read, peek_write] = make_pipe();
         peek_read_ = std::move(peek_read);
         peek_write_ = std::move(peek_write);
@@ -305,7 +345,7 @@ private:
     [[nodiscard]] bool may_serve_from_pipe() const;
     written write_chunk(std::string_view text, std::uint64_t lines, int fd = STDOUT_FILENO);
     void output_error(int err);
-    void cut_partial_line(std::size_t bytes);
+    std::optional<std::uint64_t> note_output_write(std::size_t length);
     void handle_signals();
     std::size_t take_orders(std::size_t limit);
     bool take_lines(std::string_view lines, bool whole_peek);
@@ -342,6 +382,8 @@ private:
     std::size_t record_limit_;
     bool stdout_is_journal_;
     std::size_t output_chunk_;
+    std::optional<output_write> stdout_file_;  // device and inode, when stdout is a regular file
+    bool stdout_append_ = false;
     unique_fd stdout_nonblocking_;  // when stdout is a pipe (stdout_nonblocking())
     std::vector<std::thread> baristas_;
     duration status_interval_;
@@ -372,6 +414,7 @@ private:
     std::atomic<std::uint64_t> served_{0};
     std::atomic<bool> output_failed_{false};
     std::atomic<bool> served_unrecorded_{false};  // the journal failed under a barista
+    std::atomic<bool> output_note_failed_{false};
     std::mutex output_mutex_;
     std::string prefixed_;  // under output_mutex_: lines with their journal priority
     barista_board board_;
@@ -618,16 +661,18 @@ shop::written shop::write_chunk(std::string_view text, std::uint64_t lines, int 
         }
         chunk = prefixed_;
     }
+    const std::optional<std::uint64_t> file_offset = note_output_write(chunk.size());
     std::size_t written_bytes = 0;
     while (written_bytes < chunk.size()) {
         const ssize_t n = retry_on_eintr(
             [&] { return ::write(fd, chunk.data() + written_bytes, chunk.size() - written_bytes); });
         if (n < 0) {
             const int err = errno;
+            if (file_offset && (written_bytes == 0 || cut_output_back(*file_offset)))
+                return {0, 0, err};  // none of it is on stdout
+            // A socket keeps what went out: the whole lines among it are served.
             const std::string_view out = chunk.substr(0, written_bytes);
-            const std::size_t whole = out.rfind('\n') + 1;  // 0 when none
-            cut_partial_line(out.size() - whole);
-            const std::uint64_t done = count_lines(out.substr(0, whole));
+            const std::uint64_t done = count_lines(out.substr(0, out.rfind('\n') + 1));
             // The bytes of `text` those lines were (without our prefixes).
             std::size_t bytes = 0;
             for (std::uint64_t i = 0; i < done; ++i)
@@ -645,16 +690,31 @@ void shop::output_error(int err) {
     wake();
 }
 
-// A write that failed part-way (a full disk) left the start of a line at
-// the end of stdout. When stdout is a file we can take it back, so that the
-// file holds whole lines only; on a pipe the bytes are gone (and a pipe
-// write of at most PIPE_BUF never stops part-way).
-void shop::cut_partial_line(std::size_t bytes) {
-    if (bytes == 0 || output_chunk_ != file_output_chunk)
-        return;
-    const off_t end = ::lseek(STDOUT_FILENO, 0, SEEK_CUR);
-    if (end >= static_cast<off_t>(bytes) && ::ftruncate(STDOUT_FILENO, end - static_cast<off_t>(bytes)) == 0)
-        (void)::lseek(STDOUT_FILENO, end - static_cast<off_t>(bytes), SEEK_SET);
+// When stdout is a regular file: records in the journal where the next
+// write goes (the file's offset, or its end with O_APPEND), and returns that
+// offset. A write to a file is all or nothing for us: one that fails part-way
+// is cut back to this offset (cut_output_back), and one that a kill stops
+// part-way is cut back by the next start (cut_unfinished_write).
+std::optional<std::uint64_t> shop::note_output_write(std::size_t length) {
+    if (!stdout_file_)
+        return std::nullopt;
+    off_t offset = 0;
+    if (stdout_append_) {
+        struct stat st{};
+        offset = ::fstat(STDOUT_FILENO, &st) == 0 ? st.st_size : -1;
+    } else {
+        offset = ::lseek(STDOUT_FILENO, 0, SEEK_CUR);
+    }
+    if (offset < 0)
+        return std::nullopt;
+    output_write w = *stdout_file_;
+    w.offset = static_cast<std::uint64_t>(offset);
+    w.length = length;
+    if (const int err = journal_.note_output_write(w); err != 0 && !output_note_failed_.exchange(true))
+        spdlog::warn("cannot record stdout's writes in the journal '{}': {}; a kill in the middle of a write may "
+                     "leave an unfinished line at the end of stdout",
+                     journal_.path().native(), std::strerror(err));
+    return w.offset;
 }
 
 // True when a write of up to PIPE_BUF bytes to stdout would not block now
@@ -1274,6 +1334,7 @@ int run(const options& opts) {
         throw exit_error(exit_code_for(e), fmt::format("{}; {} orders wait in the pipe '{}'", e.what(),
                                                        peek_pipe_lines(fifo.get()).lines, fifo_path.native()));
     }
+    cut_unfinished_write(orders_journal->loaded());
     const int fifo_fd = fifo.get();
     shop coffee_shop{opts, std::move(fifo), fifo_path.native(), *orders_journal, std::move(signals)};
     // Any writer can shrink the pipe; set it back (destroyed before the shop).

@@ -133,12 +133,15 @@ std::string journal_scanner::check(std::uint64_t pos, std::size_t& payload) {
     if (h.substr(0, 4) != fmt_::magic)
         return "not a record";
     const char type = h[4];
-    if ((type != fmt_::orders && type != fmt_::served) || h[5] != 0 || h[6] != 0 || h[7] != 0)
+    if ((type != fmt_::orders && type != fmt_::served && type != fmt_::output_write) || h[5] != 0 || h[6] != 0 ||
+        h[7] != 0)
         return "unknown record type";
     payload = fmt_::read_le32(h.substr(8, 4));
     const std::uint32_t expected_crc = fmt_::read_le32(h.substr(12, 4));  // h dies with the next ensure()
     if (payload > fmt_::max_payload || payload < fmt_::seq_bytes ||
-        (type == fmt_::served && payload != 2 * fmt_::seq_bytes) || (type == fmt_::orders && payload == fmt_::seq_bytes))
+        (type == fmt_::served && payload != 2 * fmt_::seq_bytes) ||
+        (type == fmt_::output_write && payload != fmt_::seq_bytes + fmt_::output_write_bytes) ||
+        (type == fmt_::orders && payload == fmt_::seq_bytes))
         return "impossible record length";
     if (type == fmt_::orders) {
         // Order text never holds the magic (0xC0 0xFF is not UTF-8): a claimed
@@ -262,6 +265,11 @@ void journal::load() {
             const std::uint64_t count = fmt_::read_le64(r->body);
             add_served(r->first_seq, count);
             next_seq_ = std::max(next_seq_, r->first_seq + count);
+        } else if (r->type == fmt_::output_write) {
+            load_.last_output_write = output_write{fmt_::read_le64(r->body.substr(0, 8)),
+                                                   fmt_::read_le64(r->body.substr(8, 8)),
+                                                   fmt_::read_le64(r->body.substr(16, 8)),
+                                                   fmt_::read_le64(r->body.substr(24, 8))};
         } else {
             const auto n = static_cast<std::uint64_t>(std::count(r->body.begin(), r->body.end(), '\n'));
             next_seq_ = std::max(next_seq_, r->first_seq + n);
@@ -407,6 +415,20 @@ void journal::mark_served(std::uint64_t first, std::uint64_t count) {
     const std::lock_guard lock{mutex_};
     write_record(fmt_::served, first, fmt_::le64(count));
     in_flight_ -= std::min(in_flight_, count);
+}
+
+int journal::note_output_write(const output_write& w) noexcept {
+    try {
+        const std::string body =
+            fmt_::le64(w.device) + fmt_::le64(w.inode) + fmt_::le64(w.offset) + fmt_::le64(w.length);
+        const std::lock_guard lock{mutex_};
+        write_record(fmt_::output_write, 0, body);
+        return 0;
+    } catch (const std::system_error& e) {
+        return e.code().value();
+    } catch (const std::exception&) {
+        return ENOMEM;
+    }
 }
 
 std::uint64_t journal::in_flight() const {

@@ -17,7 +17,7 @@
 //
 // A file of records, each:
 //   magic   4 bytes  C0 FF EE 4A ("\xC0\xFF\xEEJ": never in a valid order line)
-//   type    1 byte   'O' orders, 'S' served
+//   type    1 byte   'O' orders, 'S' served, 'W' a write to stdout
 //   zero    3 bytes
 //   length  4 bytes  little-endian, bytes of payload (at most max_payload)
 //   crc     4 bytes  little-endian CRC-32C of type, zero, length and payload
@@ -26,6 +26,9 @@
 //                         has sequence number first_seq + i
 //                    'S': count (8 bytes): orders first_seq .. first_seq +
 //                         count - 1 were written whole to stdout
+//                    'W': (first_seq 0) device, inode, offset and length
+//                         (8 bytes each) of a write to a stdout that is a
+//                         regular file, recorded before the write
 // An order is unserved while no 'S' record covers its number. A torn or
 // corrupt record fails its length or checksum; the reader skips to the next
 // magic that starts a valid record and reports the bytes it skipped.
@@ -38,6 +41,8 @@ inline constexpr std::size_t seq_bytes = 8;
 inline constexpr std::size_t max_payload = (std::size_t{1} << 20) + seq_bytes;
 inline constexpr char orders = 'O';
 inline constexpr char served = 'S';
+inline constexpr char output_write = 'W';
+inline constexpr std::size_t output_write_bytes = 32;
 
 // One whole record. `body` is the orders' text ('O') or the 8-byte count ('S').
 [[nodiscard]] std::string encode(char type, std::uint64_t first_seq, std::string_view body);
@@ -86,6 +91,14 @@ private:
     std::uint64_t next_magic_ = 0;  // where find_magic last found one
 };
 
+// Where a write to a stdout that is a regular file goes ('W' record).
+struct output_write {
+    std::uint64_t device = 0;
+    std::uint64_t inode = 0;
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+};
+
 // What opening a journal found in it.
 struct journal_load {
     std::uint64_t file_bytes = 0;
@@ -94,6 +107,7 @@ struct journal_load {
     std::uint64_t damaged_bytes = 0;
     std::vector<journal_damage> damage;  // the first few stretches, for the log
     std::uint64_t damaged_stretches = 0;
+    std::optional<output_write> last_output_write;  // the last 'W' record
 };
 
 // The journal file, shared by the reader (appends orders) and the baristas
@@ -131,6 +145,12 @@ public:
 
     // Records that orders first..first+count-1 are served. Throws system_error.
     void mark_served(std::uint64_t first, std::uint64_t count);
+
+    // Records, before a write to a stdout that is a regular file, where it
+    // goes: a kill in the middle of a big write() to a file stops it at a
+    // page boundary, and the next start cuts off the unfinished line (see
+    // loaded().last_output_write). Best effort: returns the error, or 0.
+    int note_output_write(const output_write& w) noexcept;
 
     // Orders recorded and not yet marked served.
     [[nodiscard]] std::uint64_t in_flight() const;

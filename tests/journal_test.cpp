@@ -111,6 +111,29 @@ TEST_CASE("round trip: unserved orders come back in order and served ones do not
     }
 }
 
+TEST_CASE("stdout writes are recorded: the last one comes back, and orders are not disturbed") {
+    coffee::test::temp_dir dir;
+    const auto path = dir / "journal";
+    {
+        journal j{path, false};
+        auto a = batch_of({"A1", "A2"});
+        j.append_orders(a);
+        CHECK(j.note_output_write({1, 2, 0, 6}) == 0);
+        j.mark_served(a.first_seq, 1);
+        CHECK(j.note_output_write({1, 2, 6, 3}) == 0);
+    }
+    journal j{path, false};
+    REQUIRE(j.loaded().last_output_write.has_value());
+    const auto& w = *j.loaded().last_output_write;
+    CHECK(w.device == 1);
+    CHECK(w.inode == 2);
+    CHECK(w.offset == 6);
+    CHECK(w.length == 3);
+    CHECK(j.loaded().damaged_bytes == 0);
+    CHECK(j.loaded().unserved == 1);
+    CHECK(replay_all(j) == std::vector<std::string>{"A2"});
+}
+
 TEST_CASE("a replayed order marked served is not served again, and an idle journal is emptied") {
     coffee::test::temp_dir dir;
     const auto path = dir / "journal";

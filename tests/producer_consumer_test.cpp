@@ -649,9 +649,10 @@ cp "$1/out" "$5"; exit $rc)";
     CHECK(shop.producer("p", {}, shop.dir / "in") == 0);
     CHECK(first->wait() == 74);
     CHECK(coffee::test::file_contains(shop.err("first"), "No space left on device"));
+    // Whole writes only: one that did not fit was cut back (the whole
+    // input may have come in one take, and then nothing is left).
     const std::string before = coffee::test::read_file(copy);
-    REQUIRE(!before.empty());
-    CHECK(before.back() == '\n');  // no half line
+    CHECK((before.empty() || before.back() == '\n'));  // no half line
     auto all = coffee::test::read_lines(copy);
     CHECK(all.size() < orders.size());
     const auto rest = shop.serve_the_rest("second");
