@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Throughput, memory and idle latency of the shop, against the pipe itself
 # (wc -l, cat), in one run on the same data. Not a test: it prints figures.
+# With --brew-time 0 the consumer serves orders straight from the pipe
+# (README "Taking orders"): its journal is open but they need no record; (e)
+# with --sync sends every order through the journal.
 # Usage:
 #   tests/bench/bench.sh [ORDERS (default 5000000)] [BUILD_DIR (default build/release)] [RUNS (default 3)] [LATENCY_ORDERS (default 2000)]
-# The consumer's order journal is on (it always is: <fifo>.journal here);
-# (e) adds --sync (fdatasync before orders leave the pipe).
+# The consumer's order journal is open (it always is: <fifo>.journal here);
+# (e) adds --sync (every order through the journal, fdatasync before it
+# leaves the pipe). (a2) is wc -l through a 1 MiB pipe, the size the
+# consumer gives its own FIFO, so that both read the same pipe.
 # Each figure is the best of RUNS runs: the machine is shared, and noise only
 # ever makes a run slower.
 set -euo pipefail
@@ -16,7 +21,8 @@ producer=$build/producer/coffee-producer
 consumer=$build/consumer/coffee-consumer
 one_write=$build/tests/one_write_per_order
 latency=$build/tests/order_latency
-for bin in "$producer" "$consumer" "$one_write" "$latency"; do
+count_lines=$build/tests/count_lines
+for bin in "$producer" "$consumer" "$one_write" "$latency" "$count_lines"; do
   [[ -x $bin ]] || { echo "bench: $bin missing; build first: cmake --preset release && cmake --build --preset release" >&2; exit 1; }
 done
 
@@ -59,6 +65,16 @@ measure_a() {
   wait $!
   elapsed=$(( $(now) - start ))
   [[ $(cat "$work/a.count") == "$orders" ]] || { echo "bench: wc counted $(cat "$work/a.count")" >&2; exit 1; }
+}
+
+measure_a2() {
+  rm -f "$work/a2"; mkfifo "$work/a2"
+  local start; start=$(now)
+  "$count_lines" "$work/a2" > "$work/a2.count" &
+  cat "$work/orders" > "$work/a2"
+  wait $!
+  elapsed=$(( $(now) - start ))
+  [[ $(cat "$work/a2.count") == "$orders" ]] || { echo "bench: count_lines counted $(cat "$work/a2.count")" >&2; exit 1; }
 }
 
 # cat file > fifo into the consumer; $sync is passed on (--sync, or nothing).
@@ -109,6 +125,7 @@ best_of() {
 }
 
 t_a=$(best_of a)
+t_a2=$(best_of a2)
 t_b=$(best_of b)
 t_c=$(best_of c)
 t_d=$(best_of d)
@@ -117,12 +134,14 @@ t_e=$(best_of e)
 rss_max=$(cat "$work/b.rss.max" "$work/c.rss.max" "$work/d.rss.max" "$work/e.rss.max" | sort -n | tail -1)
 echo "orders: $orders ($(( bytes / 1048576 )) MiB), consumer: --baristas 4 --brew-time 0 -q, best of $runs runs"
 printf '(a) cat file > fifo | wc -l          %8s s  %10s orders/s\n' "$(seconds $t_a)" "$(rate $t_a)"
+printf '(a2) the same, 1 MiB pipe            %8s s  %10s orders/s\n' "$(seconds $t_a2)" "$(rate $t_a2)"
 printf '(b) cat file > fifo | consumer       %8s s  %10s orders/s\n' "$(seconds $t_b)" "$(rate $t_b)"
 printf '(c) producer --count | consumer      %8s s  %10s orders/s\n' "$(seconds $t_c)" "$(rate $t_c)"
 printf '(d) one write per order | consumer   %8s s  %10s orders/s\n' "$(seconds $t_d)" "$(rate $t_d)"
 printf '(e) (b) with --sync                  %8s s  %10s orders/s\n' "$(seconds $t_e)" "$(rate $t_e)"
-echo "(b)/(a) = $(ratio "$t_a" "$t_b")   (journal on; target >= 0.5)"
-echo "(e)/(a) = $(ratio "$t_a" "$t_e")   (journal with --sync)"
+echo "(b)/(a) = $(ratio "$t_a" "$t_b")   (journal open, orders served straight from the pipe; target >= 0.5)"
+echo "(b)/(a2) = $(ratio "$t_a2" "$t_b")  (both through a 1 MiB pipe)"
+echo "(e)/(a) = $(ratio "$t_a" "$t_e")   (--sync: every order through the journal)"
 echo "(c)/(a) = $(ratio "$t_a" "$t_c")"
 echo "(c)/(d) = $(ratio "$t_d" "$t_c")   (target >= 10)"
 echo "consumer peak RSS: $(( rss_max / 1024 )) MiB ($rss_max KiB; b $(cat "$work/b.rss.max"), c $(cat "$work/c.rss.max"), d $(cat "$work/d.rss.max") KiB)   (target <= 16 MiB)"
