@@ -82,8 +82,8 @@ constexpr std::size_t instant_record = 65536;
 constexpr std::size_t brewing_take = max_line_bytes;
 // stdout gets whole lines in writes of at most PIPE_BUF bytes when it is a
 // pipe or socket, so that no kill leaves half a line there and no two
-// writers' lines interleave; a file gets bigger writes (a line is torn there
-// only by a kill in the middle of a write(), at a page boundary).
+// writers' lines interleave; a file gets bigger writes, each all or nothing
+// for the shop (note_output_write, cut_unfinished_write).
 constexpr std::size_t pipe_output_chunk = max_line_bytes;
 constexpr std::size_t file_output_chunk = 131072;
 // An unfinished line (no LF) that nothing has added to for this long is
@@ -625,8 +625,10 @@ std::size_t shop::serve_from_pipe(std::string_view lines, std::uint64_t count) {
 
 // Writes the whole lines at the head of `text` (which holds `lines` lines)
 // that fit in one output chunk, at least one line, retrying short writes.
-// On failure, says how many lines went out whole, and cuts off a partial
-// one when it can. Called with output_mutex_ held.
+// On failure: a file is cut back to where the write began, and none of its
+// lines counts (were the cut to fail, they are served again: a duplicate,
+// never a loss); a socket keeps what went out, and its whole lines count.
+// Called with output_mutex_ held.
 shop::written shop::write_chunk(std::string_view text, std::uint64_t lines, int fd) {
     std::size_t end = 0;
     if (stdout_is_journal_) {
@@ -668,8 +670,11 @@ shop::written shop::write_chunk(std::string_view text, std::uint64_t lines, int 
             [&] { return ::write(fd, chunk.data() + written_bytes, chunk.size() - written_bytes); });
         if (n < 0) {
             const int err = errno;
-            if (file_offset && (written_bytes == 0 || cut_output_back(*file_offset)))
-                return {0, 0, err};  // none of it is on stdout
+            if (file_offset) {
+                if (written_bytes > 0)
+                    (void)cut_output_back(*file_offset);
+                return {0, 0, err};
+            }
             // A socket keeps what went out: the whole lines among it are served.
             const std::string_view out = chunk.substr(0, written_bytes);
             const std::uint64_t done = count_lines(out.substr(0, out.rfind('\n') + 1));
