@@ -398,6 +398,9 @@ private:
     std::size_t output_chunk_;
     std::optional<output_write> stdout_file_;  // device and inode, when stdout is a regular file
     bool stdout_append_ = false;
+    // Whether each order is logged at info level: the level is set before
+    // the shop opens, and asked once (not for every take of a quiet shop).
+    const bool log_each_order_ = spdlog::should_log(spdlog::level::info);
     unique_fd stdout_nonblocking_;  // when stdout is a pipe (stdout_nonblocking())
     std::vector<std::thread> baristas_;
     duration status_interval_;
@@ -558,7 +561,7 @@ bool shop::brew(const order_batch& batch) {
 // "Processing order: ORDER" for each of `lines`, each after its brew time.
 void shop::log_orders(std::string_view lines) const {
     const bool brewing_takes_time = opts_.brew_time.count() > 0;
-    if (!brewing_takes_time && !spdlog::should_log(spdlog::level::info))
+    if (!brewing_takes_time && !log_each_order_)
         return;
     while (!lines.empty()) {
         const std::size_t lf = lines.find('\n');

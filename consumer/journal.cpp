@@ -389,7 +389,7 @@ void journal::append_orders(order_batch& batch) {
         throw_system_error(errno, "fdatasync journal '{}'", path_.native());
     batch.first_seq = next_seq_;
     next_seq_ += batch.count;
-    in_flight_ += batch.count;
+    in_flight_.store(in_flight_.load(std::memory_order_relaxed) + batch.count, std::memory_order_relaxed);
 }
 
 void journal::adopt(order_batch& batch) {
@@ -414,7 +414,8 @@ void journal::mark_served(std::uint64_t first, std::uint64_t count) {
         return;
     const std::lock_guard lock{mutex_};
     write_record(fmt_::served, first, fmt_::le64(count));
-    in_flight_ -= std::min(in_flight_, count);
+    const std::uint64_t was = in_flight_.load(std::memory_order_relaxed);
+    in_flight_.store(was - std::min(was, count), std::memory_order_release);
 }
 
 int journal::note_output_write(const output_write& w) noexcept {
@@ -429,11 +430,6 @@ int journal::note_output_write(const output_write& w) noexcept {
     } catch (const std::exception&) {
         return ENOMEM;
     }
-}
-
-std::uint64_t journal::in_flight() const {
-    const std::lock_guard lock{mutex_};
-    return in_flight_;
 }
 
 std::uint64_t journal::bytes() const {

@@ -3,6 +3,7 @@
 
 #include <coffee/unique_fd.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -152,8 +153,9 @@ public:
     // loaded().last_output_write). Best effort: returns the error, or 0.
     int note_output_write(const output_write& w) noexcept;
 
-    // Orders recorded and not yet marked served.
-    [[nodiscard]] std::uint64_t in_flight() const;
+    // Orders recorded and not yet marked served. Takes no lock: only the
+    // reader's own appends raise it, so the reader never sees it 0 too early.
+    [[nodiscard]] std::uint64_t in_flight() const noexcept { return in_flight_.load(std::memory_order_acquire); }
     [[nodiscard]] std::uint64_t bytes() const;
 
     // Empties the file when no order is in flight and the replay is over.
@@ -182,7 +184,7 @@ private:
     mutable std::mutex mutex_;
     std::uint64_t size_ = 0;
     std::uint64_t next_seq_ = 0;
-    std::uint64_t in_flight_ = 0;
+    std::atomic<std::uint64_t> in_flight_{0};  // changed under mutex_
 };
 
 }  // namespace coffee::consumer

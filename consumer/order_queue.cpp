@@ -16,6 +16,7 @@ void order_queue::push(order_batch&& batch) {
         const std::lock_guard lock{mutex_};
         size_ += batch.count;
         batches_.push_back(std::move(batch));
+        idle_.store(false, std::memory_order_relaxed);
     }
     batch.clear();
     // One barista at a time: one who leaves orders behind wakes the next
@@ -77,11 +78,7 @@ void order_queue::close(bool drain) {
 void order_queue::done() {
     const std::lock_guard lock{mutex_};
     --in_hand_;
-}
-
-bool order_queue::idle() const {
-    const std::lock_guard lock{mutex_};
-    return size_ == 0 && in_hand_ == 0;
+    idle_.store(size_ == 0 && in_hand_ == 0, std::memory_order_release);
 }
 
 void order_queue::barista_left() {

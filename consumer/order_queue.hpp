@@ -1,4 +1,5 @@
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -56,8 +57,10 @@ public:
     // Called by a barista when it is done with the orders pop() gave it.
     void done();
     // Nothing queued and no barista holding orders: whoever serves next
-    // cannot overtake anyone.
-    [[nodiscard]] bool idle() const;
+    // cannot overtake anyone. Takes no lock (the reader asks it for every
+    // take of a quiet shop); only the reader's push makes it false, and a
+    // barista's done() that makes it true comes after that barista's writes.
+    [[nodiscard]] bool idle() const noexcept { return idle_.load(std::memory_order_acquire); }
 
     // Called by each barista as it leaves.
     void barista_left();
@@ -72,6 +75,7 @@ private:
     std::size_t front_offset_ = 0;  // bytes of batches_.front() already taken
     std::size_t size_ = 0;          // orders queued
     std::size_t in_hand_ = 0;       // batches popped and not yet done()
+    std::atomic<bool> idle_{true};  // size_ == 0 && in_hand_ == 0, set under mutex_
     std::size_t capacity_;
     std::function<void()> wake_;
     bool closed_ = false;
