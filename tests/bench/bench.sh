@@ -148,34 +148,30 @@ echo "consumer peak RSS: $(( rss_max / 1024 )) MiB ($rss_max KiB; b $(cat "$work
 
 # Idle latency: one order at a time into a quiet shop (brew 0), timed from its
 # write into the FIFO to its line on the relay's stdout (a pipe), against cat
-# relaying the same FIFO. Each run sends $latency_orders orders, 2 ms apart;
-# the runs of cat and the shop alternate, and each figure is the best of
-# $runs runs.
-latency_run() {  # NAME RELAY...: "p50 p99 max" in microseconds
-  local name=$1; shift
-  local fifo=$work/lat-$name out=$work/lat-$name.out pid
-  rm -f "$fifo" "$fifo.journal" "$out"; mkfifo "$out"
-  [[ $1 == cat ]] && mkfifo "$fifo"
-  if [[ $1 == cat ]]; then cat "$fifo" > "$out" & else "$@" --fifo "$fifo" > "$out" & fi
-  pid=$!; pids+=($pid)
-  "$latency" "$fifo" "$latency_orders" 2000 < "$out"
-  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
-}
-declare -A p50 p99
-for (( r = 0; r < runs; r++ )); do
-  for name in cat b1 b4; do
-    case $name in
-      cat) read -r a b _ < <(latency_run cat cat) ;;
-      b1) read -r a b _ < <(latency_run b1 "$consumer" --brew-time 0 --baristas 1 -q) ;;
-      b4) read -r a b _ < <(latency_run b4 "$consumer" --brew-time 0 --baristas 4 -q) ;;
-    esac
-    if [[ -z ${p50[$name]:-} ]] || awk -v x="$a" -v y="${p50[$name]}" 'BEGIN { exit !(x < y) }'; then p50[$name]=$a; fi
-    if [[ -z ${p99[$name]:-} ]] || awk -v x="$b" -v y="${p99[$name]}" 'BEGIN { exit !(x < y) }'; then p99[$name]=$b; fi
+# relaying a FIFO of its own. cat and the two shops run side by side and take
+# turns order by order, 2 ms apart, so that the machine's noise falls on all
+# three alike; each run prints its own figures and ratios.
+latency_run() {  # writes "p50 p99 max" (us) for cat, b1, b4 to $work/lat/figures
+  local dir=$work/lat name pid status=0
+  local relays=()
+  rm -rf "$dir"; mkdir "$dir"
+  mkfifo "$dir/cat" "$dir/cat.out" "$dir/b1.out" "$dir/b4.out"
+  cat "$dir/cat" > "$dir/cat.out" & relays+=($!)
+  for name in b1 b4; do
+    "$consumer" --brew-time 0 --baristas "${name#b}" -q --fifo "$dir/$name" > "$dir/$name.out" & relays+=($!)
   done
-done
-echo "idle latency, order written to line served (us, best of $runs runs of $latency_orders orders):"
-printf '  cat relaying the FIFO        p50 %8s  p99 %8s\n' "${p50[cat]}" "${p99[cat]}"
-for k in 1 4; do
-  printf '  consumer --baristas %s       p50 %8s  p99 %8s   p50 ratio %s (target <= 1.5), p99 ratio %s (target <= 2)\n' \
-    "$k" "${p50[b$k]}" "${p99[b$k]}" "$(ratio "${p50[b$k]}" "${p50[cat]}")" "$(ratio "${p99[b$k]}" "${p99[cat]}")"
+  pids+=("${relays[@]}")
+  "$latency" "$latency_orders" 2000 20 "$dir/cat" "$dir/cat.out" "$dir/b1" "$dir/b1.out" "$dir/b4" "$dir/b4.out" \
+    > "$dir/figures" || status=$?
+  for pid in "${relays[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  (( status == 0 )) || { echo "bench: the latency run failed ($status)" >&2; exit 1; }
+}
+echo "idle latency, order written to line served (us; $runs runs of $latency_orders orders each, relays in turn):"
+for (( r = 0; r < runs; r++ )); do
+  latency_run
+  { read -r c50 c99 _; read -r a50 a99 _; read -r b50 b99 _; } < "$work/lat/figures"
+  printf '  run %d: cat p50 %6s p99 %6s | --baristas 1 p50 %6s p99 %6s | --baristas 4 p50 %6s p99 %6s\n' \
+    $((r + 1)) "$c50" "$c99" "$a50" "$a99" "$b50" "$b99"
+  printf '         ratio to cat: --baristas 1 p50 %s p99 %s | --baristas 4 p50 %s p99 %s   (targets: p50 <= 1.5, p99 <= 2)\n' \
+    "$(ratio "$a50" "$c50")" "$(ratio "$a99" "$c99")" "$(ratio "$b50" "$c50")" "$(ratio "$b99" "$c99")"
 done
