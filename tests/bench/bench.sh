@@ -27,8 +27,9 @@ for bin in "$producer" "$consumer" "$one_write" "$latency" "$count_lines"; do
 done
 
 work=$(mktemp -d /tmp/coffee-bench-XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+# At exit, only the background jobs still running (jobs -p): a pid this
+# script already waited for may belong to someone else by then.
+cleanup() { local p; for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 # The same orders coffee-producer --count generates: "Espresso #1", ...
@@ -46,7 +47,6 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 start_consumer() {
   rm -f "$1.journal"
   /usr/bin/time -f %M -o "$1.rss" "$consumer" --fifo "$1" --brew-time 0 --baristas 4 --until-finish -q ${sync:-} > "$1.out" &
-  pids+=($!)
   consumer_pid=$!
   for _ in $(seq 500); do [[ -p $1 ]] && break; sleep 0.01; done
   sleep 0.1
@@ -160,7 +160,6 @@ latency_run() {  # writes "p50 p99 max" (us) for cat, b1, b4 to $work/lat/figure
   for name in b1 b4; do
     "$consumer" --brew-time 0 --baristas "${name#b}" -q --fifo "$dir/$name" > "$dir/$name.out" & relays+=($!)
   done
-  pids+=("${relays[@]}")
   "$latency" "$latency_orders" 2000 20 "$dir/cat" "$dir/cat.out" "$dir/b1" "$dir/b1.out" "$dir/b4" "$dir/b4.out" \
     > "$dir/figures" || status=$?
   for pid in "${relays[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
