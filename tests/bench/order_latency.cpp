@@ -46,7 +46,7 @@ int open_writer(const char* path) {
 }
 
 struct relay {
-    const char* fifo_path;
+    const char* fifo_path = nullptr;
     int fifo = -1;
     int out = -1;
     std::string pending;  // what came out of `out` after the last awaited line
