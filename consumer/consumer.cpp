@@ -103,6 +103,9 @@ constexpr std::size_t file_output_chunk = 131072;
 // An unfinished line (no LF) that nothing has added to for this long is
 // dropped, so that it is not glued onto the next writer's line.
 constexpr auto fragment_timeout = std::chrono::milliseconds{500};
+// A new pipe's size on Linux (16 pages), and systemd's: the least the shop
+// keeps, so that the pipe always holds an unfinished line and a page more.
+constexpr int default_pipe_size = 65536;
 // Malformed-line warnings: a burst, then one summary per interval.
 constexpr std::size_t warning_burst = 10;
 constexpr auto warning_interval = std::chrono::seconds{10};
@@ -1217,6 +1220,26 @@ void shop::notify(std::string_view state) noexcept {
     }
 }
 
+// Sets the pipe's size to at least `wanted` bytes (a bigger one is kept) and
+// returns the size it has: the size to keep it at. What a writer shrank it to
+// while no consumer ran is not kept. 1 MiB may be more than the user may
+// have (pipe-user-pages-soft): then at least a new pipe's size.
+int keep_pipe_size(int fd, const std::filesystem::path& name, int wanted) {
+    const int size = ::fcntl(fd, F_GETPIPE_SZ);
+    if (size < 0 || size >= wanted)
+        return std::max(size, 0);
+    int set = ::fcntl(fd, F_SETPIPE_SZ, wanted);
+    if (set < 0 && wanted > default_pipe_size && size < default_pipe_size)
+        set = ::fcntl(fd, F_SETPIPE_SZ, default_pipe_size);
+    if (set < 0)
+        spdlog::warn("the pipe of '{}' holds {} bytes; cannot set it to {}: {}", name.native(), size, wanted,
+                     std::strerror(errno));
+    else if (size < default_pipe_size)
+        spdlog::warn("the pipe of '{}' was shrunk to {} bytes (F_SETPIPE_SZ) before the shop opened; set it to {}",
+                     name.native(), size, set);
+    return set < 0 ? size : set;
+}
+
 // $STATE_DIRECTORY may list several directories, separated by colons.
 std::filesystem::path default_journal(const std::filesystem::path& fifo_path) {
     if (const char* state = std::getenv("STATE_DIRECTORY"); state != nullptr && *state != '\0') {
@@ -1316,6 +1339,7 @@ int run(const options& opts) {
     std::filesystem::path fifo_path = opts.fifo;
     unique_fd fifo;
     unique_fd lock;
+    int pipe_size = 0;
     if (!inherited.empty()) {
         if (inherited.size() > 1)
             spdlog::warn("socket activation passed {} descriptors; using the first, fd 3", inherited.size());
@@ -1327,6 +1351,7 @@ int run(const options& opts) {
         // No lock: the supervisor (systemd, coffee-launcher serve) starts one
         // consumer per FIFO, and a lock any writer could take would only let
         // a customer keep the shop closed.
+        pipe_size = keep_pipe_size(fifo.get(), fifo_path, default_pipe_size);
     } else {
         if (fifo_path.empty())
             fifo_path = default_fifo_path(false);
@@ -1334,10 +1359,10 @@ int run(const options& opts) {
         // One shop per FIFO: a second consumer would take half of the orders.
         lock = lock_fifo(fifo_path);
         // With instant brewing, a bigger pipe means fewer, bigger takes and
-        // fewer wake-ups (as coffee-launcher serve does; best effort). An
-        // inherited FIFO keeps the size its supervisor gave it (PipeSize=).
-        if (opts.brew_time.count() == 0)
-            (void)::fcntl(fifo.get(), F_SETPIPE_SZ, instant_take);
+        // fewer wake-ups (as coffee-launcher serve does). An inherited FIFO
+        // keeps the size its supervisor gave it (PipeSize=), if not smaller.
+        pipe_size = keep_pipe_size(fifo.get(), fifo_path,
+                                   opts.brew_time.count() == 0 ? static_cast<int>(instant_take) : default_pipe_size);
     }
     const std::filesystem::path journal_path = !opts.journal.empty() ? opts.journal : default_journal(fifo_path);
     // The journal's directory must be one nobody else can change, as the FIFO's.
@@ -1360,8 +1385,8 @@ int run(const options& opts) {
     const int fifo_fd = fifo.get();
     shop coffee_shop{opts, std::move(fifo), fifo_path.native(), *orders_journal, std::move(signals)};
     // Any writer can shrink the pipe; set it back (destroyed before the shop).
-    const pipe_size_watch pipe_size{fifo_fd, fmt::format("'{}'", fifo_path.native()), std::chrono::seconds{1},
-                                    [](const std::string& message) { spdlog::warn("{}", message); }};
+    const pipe_size_watch pipe_size_kept{fifo_fd, fmt::format("'{}'", fifo_path.native()), std::chrono::seconds{1},
+                                         [](const std::string& message) { spdlog::warn("{}", message); }, pipe_size};
     return coffee_shop.run();
 }
 

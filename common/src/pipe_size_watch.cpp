@@ -11,8 +11,9 @@
 namespace coffee {
 
 pipe_size_watch::pipe_size_watch(int fd, std::string name, duration interval,
-                                 std::function<void(const std::string&)> report)
-    : fd_{fd}, name_{std::move(name)}, interval_{interval}, report_{std::move(report)}, size_{std::max(::fcntl(fd, F_GETPIPE_SZ), 0)} {
+                                 std::function<void(const std::string&)> report, int size)
+    : fd_{fd}, name_{std::move(name)}, interval_{interval}, report_{std::move(report)},
+      size_{size > 0 ? size : std::max(::fcntl(fd, F_GETPIPE_SZ), 0)} {
     if (size_ > 0)
         thread_ = std::thread{[this] { watch(); }};
 }

@@ -13,14 +13,15 @@ namespace coffee {
 // buffer with fcntl(F_SETPIPE_SZ): the orders waiting while the shop is busy
 // or restarting then block their producers much sooner. This watch notices:
 // every `interval` a thread reads the size (F_GETPIPE_SZ); when it is below
-// the size the pipe had when the watch started, it sets it back
+// `size` (by default the size the pipe had when the watch started), it sets it back
 // (F_SETPIPE_SZ) and passes a message saying so, or why it could not, to
 // `report` (called on the watch's thread; the program logs it as a warning).
 // A bigger pipe is left alone. The descriptor is not owned and must outlive the watch; the
 // destructor stops and joins the thread.
 class pipe_size_watch {
 public:
-    pipe_size_watch(int fd, std::string name, duration interval, std::function<void(const std::string&)> report);
+    pipe_size_watch(int fd, std::string name, duration interval, std::function<void(const std::string&)> report,
+                    int size = 0);
     ~pipe_size_watch();
     pipe_size_watch(const pipe_size_watch&) = delete;
     pipe_size_watch& operator=(const pipe_size_watch&) = delete;
