@@ -33,6 +33,7 @@
 #include <atomic>
 #include <cstring>
 #include <cstdlib>
+#include <deque>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -100,9 +101,22 @@ constexpr std::size_t brewing_take = max_line_bytes;
 // for the shop (note_output_write, cut_unfinished_write).
 constexpr std::size_t pipe_output_chunk = max_line_bytes;
 constexpr std::size_t file_output_chunk = 131072;
-// An unfinished line (no LF) that nothing has added to for this long is
-// dropped, so that it is not glued onto the next writer's line.
+// An unfinished line (no LF) at the pipe's tail, wherever that is, is cut
+// off once nothing has been added to it for fragment_timeout, or once it is
+// fragment_max_age old, so that it is not glued onto the next writer's line:
+// its bytes are dropped when the reader reaches them, and what was written
+// after the cut starts a new line. An honest writer writes whole lines, at
+// most PIPE_BUF in one atomic write(), and never leaves one unfinished; a
+// writer of bigger writes (cat of a file) leaves a line unfinished between
+// two pieces of one write() for microseconds while the pipe has room, and
+// for as long as the pipe is full, during which its line is not timed.
 constexpr auto fragment_timeout = std::chrono::milliseconds{500};
+constexpr auto fragment_max_age = std::chrono::seconds{2};
+// While the reader is not taking (the baristas are busy, stdout is full), it
+// looks at the pipe's tail this often when it changed, ever less often (up
+// to tail_look_slowest) while it did not.
+constexpr auto tail_look_fastest = std::chrono::milliseconds{5};
+constexpr auto tail_look_slowest = std::chrono::milliseconds{50};
 // A new pipe's size on Linux (16 pages), and systemd's: the least the shop
 // keeps, so that the pipe always holds an unfinished line and a page more.
 constexpr int default_pipe_size = 65536;
@@ -328,6 +342,8 @@ public:
         // As large as the FIFO can be, so that one tee() sees all of it; a
         // smaller private pipe only means smaller takes.
         (void)::fcntl(peek_write_.get(), F_SETPIPE_SZ, 1 << 20);
+        pipe_size_ = std::max(::fcntl(fifo_.get(), F_GETPIPE_SZ), default_pipe_size);
+        fifo_writable_ = (::fcntl(fifo_.get(), F_GETFL) & O_ACCMODE) == O_RDWR;
     }
     shop(const shop&) = delete;
     shop& operator=(const shop&) = delete;
@@ -373,6 +389,13 @@ private:
     void reject(std::string_view what, const checked_line& check, std::string_view raw, std::size_t bytes);
     void note_fragment(std::size_t bytes);
     void check_fragment(clock::time_point now);
+    void note_tail(std::string_view fresh);
+    void look_at_tail();
+    void watch_tail(clock::time_point now, bool looking);
+    [[nodiscard]] bool writer_may_wait_for_room(std::size_t in_pipe);
+    [[nodiscard]] clock::time_point tail_deadline() const;
+    void cut_tail(bool too_old);
+    void drop_cut(std::string_view text);
     void replay_journal();
     void feed_queue();
     void finish(std::string_view why);
@@ -415,7 +438,24 @@ private:
     bool discarding_ = false;  // inside an over-long line: its bytes are dropped up to its LF
     std::size_t discarded_ = 0;
     std::size_t fragment_bytes_ = 0;  // an unfinished line alone in the pipe
-    clock::time_point fragment_since_{};
+    // The pipe as a stream: positions count bytes since the shop opened it.
+    std::uint64_t consumed_ = 0;   // the pipe's head: bytes taken from it so far
+    std::uint64_t tail_seen_ = 0;  // looked at up to here (consumed_ <= tail_seen_)
+    std::uint64_t tail_line_ = 0;  // the unfinished line at the tail starts here (== tail_seen_: none)
+    clock::time_point tail_since_{};  // when its first byte was seen
+    clock::time_point tail_grew_{};   // when it was last seen to grow
+    clock::time_point next_tail_look_{};
+    clock::duration tail_look_delay_{tail_look_fastest};
+    // Where unfinished lines that were cut off end, in order: the reader
+    // drops the bytes of each from its line's start up to there.
+    struct cut {
+        std::uint64_t end;
+        bool too_old;  // fragment_max_age passed; else nothing was added for fragment_timeout
+    };
+    std::deque<cut> cuts_;
+    std::string tail_bytes_;  // what look_at_tail read
+    int pipe_size_ = 0;       // the size the shop keeps the pipe at (run())
+    bool fifo_writable_ = false;  // poll() says POLLOUT when the pipe has room
     clock::duration fragment_check_delay_{};
     unsigned short_peeks_ = 0;
     std::size_t short_peek_bytes_ = 0;
@@ -498,6 +538,13 @@ int shop::run() {
             wait_until = std::min(wait_until, next_watchdog);
         if (watch_fragment)
             wait_until = std::min(wait_until, next_fragment_check_);
+        // The pipe's tail is looked at while the reader does not wait for
+        // new bytes (which it looks at as it takes them).
+        const bool watch_tail_now = phase_ == phase::taking_orders && !end_of_input_ && !want_orders;
+        if (phase_ == phase::taking_orders)
+            wait_until = std::min(wait_until, tail_deadline());
+        if (watch_tail_now)
+            wait_until = std::min(wait_until, next_tail_look_);
         const auto wait_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::max(wait_until - now, clock::duration::zero()));
         const timespec timeout{static_cast<time_t>(wait_ns.count() / 1'000'000'000),
                                static_cast<long>(wait_ns.count() % 1'000'000'000)};
@@ -517,6 +564,8 @@ int shop::run() {
         if (want_room && fds[2].revents != 0)
             stdout_full_ = false;  // room, or an error that the next write reports
         try {
+            if (phase_ == phase::taking_orders)
+                watch_tail(clock::now(), watch_tail_now);
             if (want_orders && phase_ == phase::taking_orders && (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) != 0)
                 take_orders(take_limit_);
             else if (watch_fragment && phase_ == phase::taking_orders)
@@ -790,6 +839,8 @@ std::size_t shop::peek(std::size_t limit) {
             throw_system_error(r < 0 ? errno : EIO, "read the private pipe");
         got += static_cast<std::size_t>(r);
     }
+    if (consumed_ + size > tail_seen_)
+        note_tail(std::string_view{peeked_}.substr(static_cast<std::size_t>(tail_seen_ - consumed_)));
     return size;
 }
 
@@ -807,7 +858,10 @@ void shop::consume(std::size_t bytes) {
         if (n <= 0)
             throw_system_error(n < 0 ? errno : EIO, "take {} bytes from FIFO '{}'", bytes, fifo_name_);
         bytes -= static_cast<std::size_t>(n);
+        consumed_ += static_cast<std::uint64_t>(n);
     }
+    if (consumed_ > tail_seen_)
+        tail_seen_ = tail_line_ = consumed_;  // never: what is taken was peeked, and so seen
 }
 
 // Takes the whole lines at the head of the pipe, up to about `limit` bytes:
@@ -818,9 +872,15 @@ void shop::consume(std::size_t bytes) {
 // the bytes consumed (0: nothing whole was there). Throws system_error
 // (nothing of the record being written consumed) when the journal fails.
 std::size_t shop::take_orders(std::size_t limit) {
+    // No take reaches past a cut: the unfinished line that ends there is
+    // dropped first, and what follows it starts a new line.
+    const bool to_cut = !cuts_.empty() && cuts_.front().end - consumed_ <= limit;
+    if (to_cut)
+        limit = static_cast<std::size_t>(cuts_.front().end - consumed_);
     const std::size_t n = peek(limit);
     if (n == 0)
         return 0;
+    const bool at_cut = to_cut && n == limit;
     std::string_view bytes = peeked_;
     std::size_t taken = 0;
     if (discarding_) {
@@ -828,6 +888,8 @@ std::size_t shop::take_orders(std::size_t limit) {
         if (lf == std::string_view::npos) {
             consume(n);
             discarded_ += n;
+            if (at_cut)
+                drop_cut({});
             return n;
         }
         discarded_ += lf;
@@ -841,6 +903,11 @@ std::size_t shop::take_orders(std::size_t limit) {
     if (last_lf == std::string_view::npos) {
         if (taken > 0)
             return taken;
+        if (at_cut) {
+            consume(n);
+            drop_cut(peeked_);
+            return n;
+        }
         if (n > max_order_bytes) {
             // A line's worth without an LF: an over-long line. Drop it as it
             // comes, in big reads, never byte by byte.
@@ -1041,30 +1108,171 @@ void shop::note_fragment(std::size_t bytes) {
     const auto now = clock::now();
     if (bytes != fragment_bytes_) {
         fragment_bytes_ = bytes;
-        fragment_since_ = now;
         fragment_check_delay_ = std::chrono::microseconds{100};
     }
     next_fragment_check_ = now + fragment_check_delay_;
 }
 
+// The fragment's time is kept by watch_tail, which cuts it off.
 void shop::check_fragment(clock::time_point now) {
     if (now < next_fragment_check_)
         return;
-    if (pipe_bytes() != fragment_bytes_) {
-        fragment_bytes_ = 0;  // it grew: take again
+    if (!cuts_.empty() || pipe_bytes() != fragment_bytes_) {
+        fragment_bytes_ = 0;  // it grew, or was cut off: take again
         return;
     }
-    if (now - fragment_since_ < fragment_timeout) {
-        fragment_check_delay_ = std::min<clock::duration>(2 * fragment_check_delay_, std::chrono::milliseconds{20});
-        next_fragment_check_ = std::min(now + fragment_check_delay_, fragment_since_ + fragment_timeout);
+    fragment_check_delay_ = std::min<clock::duration>(2 * fragment_check_delay_, std::chrono::milliseconds{20});
+    next_fragment_check_ = now + fragment_check_delay_;
+}
+
+// `fresh`: the bytes of the pipe from tail_seen_ on, just looked at. Notes
+// where the unfinished line at the tail starts, and when it appeared and grew.
+void shop::note_tail(std::string_view fresh) {
+    if (fresh.empty())
         return;
+    const auto now = clock::now();
+    const bool was_open = tail_line_ < tail_seen_;
+    const std::size_t lf = fresh.rfind('\n');
+    if (lf != std::string_view::npos)
+        tail_line_ = tail_seen_ + lf + 1;
+    tail_seen_ += fresh.size();
+    if (tail_line_ == tail_seen_)
+        return;
+    if (!was_open || lf != std::string_view::npos)
+        tail_since_ = now;
+    tail_grew_ = now;
+}
+
+// Looks at the bytes the pipe holds beyond tail_seen_ (the reader's takes
+// see only the pipe's head): tee(2) of the whole pipe into the private pipe,
+// which drops the part seen already unread (splice to /dev/null) and reads
+// the rest.
+void shop::look_at_tail() {
+    const ssize_t n = ::tee(fifo_.get(), peek_write_.get(), std::size_t{1} << 30, SPLICE_F_NONBLOCK);
+    if (n < 0 && errno != EAGAIN)
+        throw_system_error(errno, "tee from FIFO '{}'", fifo_name_);
+    if (n <= 0)
+        return;  // empty, or no writer left: the reader sees that
+    const auto size = static_cast<std::size_t>(n);
+    std::size_t skip = std::min(size, static_cast<std::size_t>(tail_seen_ - consumed_));
+    while (skip > 0) {
+        ssize_t r = ::splice(peek_read_.get(), nullptr, devnull_.get(), nullptr, skip, 0);
+        if (r < 0 && errno == EINVAL) {
+            std::array<char, 65536> sink{};
+            r = ::read(peek_read_.get(), sink.data(), std::min(skip, sink.size()));
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            throw_system_error(r < 0 ? errno : EIO, "drain the private pipe");
+        skip -= static_cast<std::size_t>(r);
     }
-    const std::size_t n = peek(fragment_bytes_);
-    consume(n);
+    const std::size_t fresh = size - std::min(size, static_cast<std::size_t>(tail_seen_ - consumed_));
+    tail_bytes_.resize(fresh);
+    for (std::size_t got = 0; got < fresh;) {
+        const ssize_t r = retry_on_eintr([&] { return ::read(peek_read_.get(), tail_bytes_.data() + got, fresh - got); });
+        if (r <= 0)
+            throw_system_error(r < 0 ? errno : EIO, "read the private pipe");
+        got += static_cast<std::size_t>(r);
+    }
+    note_tail(tail_bytes_);
+}
+
+// When the unfinished line at the tail is to be cut off: nothing added to
+// it for fragment_timeout, or fragment_max_age since it appeared; the end
+// of time when there is none.
+clock::time_point shop::tail_deadline() const {
+    if (tail_line_ == tail_seen_)
+        return clock::time_point::max();
+    return std::min(tail_grew_ + fragment_timeout, tail_since_ + fragment_max_age);
+}
+
+// Cuts off the unfinished line at the pipe's tail once its time is up, as of
+// what was last seen of it (bytes written since then start a new line); then,
+// when `looking`, looks at what the pipe holds beyond what was seen: at once
+// after a change, then ever less often while there is none. A line is not
+// timed while the pipe is seen full (its writer may be waiting for room in
+// the middle of a big write()): its time starts again when it has room.
+void shop::watch_tail(clock::time_point now, bool looking) {
+    const bool look = looking && now >= next_tail_look_;
+    if (tail_line_ < tail_seen_ && (look || now >= tail_deadline())) {
+        if (writer_may_wait_for_room(pipe_bytes())) {
+            tail_since_ = now;
+            tail_grew_ = now;
+        } else if (now >= tail_deadline()) {
+            cut_tail(now - tail_since_ >= fragment_max_age);
+        }
+    }
+    if (!look)
+        return;
+    const std::size_t in_pipe = pipe_bytes();
+    if (consumed_ + in_pipe > tail_seen_) {
+        look_at_tail();
+        tail_look_delay_ = tail_look_fastest;
+    } else {
+        tail_look_delay_ = std::min<clock::duration>(2 * tail_look_delay_, tail_look_slowest);
+    }
+    next_tail_look_ = now + tail_look_delay_;
+}
+
+// True when the writer of the unfinished line at the tail may be waiting for
+// room to go on with it: the pipe is full, the line is no longer than a
+// line may be, and lines ahead of it will be taken, making room. A pipe full
+// with only the line was shrunk (a pipe the shop keeps holds a line and a
+// page more): it is set back here, at once, and the writer goes on.
+bool shop::writer_may_wait_for_room(std::size_t in_pipe) {
+    if (tail_line_ < consumed_ || tail_seen_ - tail_line_ > max_order_bytes)
+        return false;
+    pollfd room{fifo_.get(), POLLOUT, 0};
+    if (fifo_writable_ && ::poll(&room, 1, 0) != 0)
+        return false;
+    const int size = ::fcntl(fifo_.get(), F_GETPIPE_SZ);
+    if (!fifo_writable_ && (size <= 0 || in_pipe + max_line_bytes <= static_cast<std::size_t>(size)))
+        return false;
+    if (tail_line_ > consumed_)
+        return true;
+    if (size <= 0 || size >= pipe_size_)
+        return false;
+    const bool restored = ::fcntl(fifo_.get(), F_SETPIPE_SZ, pipe_size_) >= 0;
+    spdlog::warn("the pipe of '{}' was shrunk to {} bytes, full with an unfinished line (F_SETPIPE_SZ); {}", fifo_name_,
+                 size, restored ? fmt::format("set it back to {}", pipe_size_) : fmt::format("cannot set it back: {}", std::strerror(errno)));
+    return restored;
+}
+
+// Cuts the unfinished line at the tail off where it ends now: bytes written
+// after this start a new line. Its bytes are dropped when the reader reaches
+// them, or now when it has taken them already (an over-long line, dropped as
+// it came).
+void shop::cut_tail(bool too_old) {
+    spdlog::debug("cut off the unfinished line at the tail of the pipe: bytes {} to {} of its stream ({})", tail_line_,
+                  tail_seen_, too_old ? "too old" : "quiet");
+    tail_line_ = tail_seen_;
+    fragment_bytes_ = 0;  // the reader takes again, and drops it
+    if (tail_seen_ == consumed_ && !discarding_)
+        return;  // never: only an over-long line is taken without its LF
+    cuts_.push_back({tail_seen_, too_old});
+    if (tail_seen_ == consumed_)
+        drop_cut({});
+}
+
+// The reader reached the first cut, and consumed the bytes before it:
+// `text`, with those of an over-long line dropped earlier.
+void shop::drop_cut(std::string_view text) {
+    const bool too_old = cuts_.front().too_old;
+    cuts_.pop_front();
+    const std::size_t bytes = discarding_ ? discarded_ : text.size();
+    discarding_ = false;
+    discarded_ = 0;
     ++rejected_;
-    spdlog::warn("dropped {} bytes of an unfinished line (no LF, nothing more for {}): '{}'", n,
-                 format_duration(fragment_timeout), printable(peeked_));
-    fragment_bytes_ = 0;
+    if (!warnings_.allow())
+        return;
+    flush_warnings();
+    const std::string why = too_old ? fmt::format("{} since it began", format_duration(fragment_max_age))
+                                    : fmt::format("nothing more for {}", format_duration(fragment_timeout));
+    if (text.size() < bytes)
+        spdlog::warn("dropped {} bytes of an unfinished line longer than {} bytes (no LF, {})", bytes, max_line_bytes, why);
+    else
+        spdlog::warn("dropped {} bytes of an unfinished line (no LF, {}): '{}'", bytes, why, printable(text));
 }
 
 // Orders may be served straight from the pipe (serve_from_pipe) when brewing

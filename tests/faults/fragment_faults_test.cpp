@@ -17,6 +17,19 @@ using namespace coffee::test::faults;
 
 namespace {
 
+// Writes all of `bytes` to the (non-blocking) FIFO descriptor.
+void write_raw(int fd, std::string_view bytes) {
+    while (!bytes.empty()) {
+        const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+        if (n < 0 && errno == EAGAIN) {
+            std::this_thread::sleep_for(1ms);
+            continue;
+        }
+        REQUIRE(n > 0);
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
 bool logged(const watched& w, std::string_view text) { return w.output().err().find(text) != std::string::npos; }
 
 int produce(const std::filesystem::path& fifo, const std::vector<std::string>& orders) {
@@ -33,6 +46,72 @@ int cat_into(const std::filesystem::path& fifo, const std::filesystem::path& fil
 }  // namespace
 
 TEST_SUITE("faults: unfinished lines") {
+
+TEST_CASE("an over-long line left unfinished is cut off like a fragment: the next order, however late, is served") {
+    scratch_shop shop;
+    consumer_fixture consumer{shop.fifo, {"--journal", shop.journal.native(), "--brew-time", "0", "--until-finish"}};
+    REQUIRE(eventually([&] { return logged(consumer, "open for orders"); }, 20s));
+    auto delay = 700ms;
+    SUBCASE("0.7 s later") {}
+    SUBCASE("5 s later") { delay = 5000ms; }
+    write_raw(shop.holder.get(), std::string(5000, 'x'));
+    std::this_thread::sleep_for(delay);
+    CHECK(eventually([&] { return logged(consumer, "dropped 5000 bytes of an unfinished line"); }));
+    CHECK(produce(shop.fifo, {"Latte for alice"}) == 0);
+    CHECK(produce(shop.fifo, {"--finish"}) == 0);
+    CHECK(consumer.wait(60s) == std::optional<int>{0});
+    CHECK(consumer.output().lines() == std::vector<std::string>{"Latte for alice"});
+    CHECK(logged(consumer, "rejected 1 lines"));
+}
+
+TEST_CASE("a fragment kept alive a space at a time is cut off once 2 s old: the next order is served as sent") {
+    scratch_shop shop;
+    consumer_fixture consumer{shop.fifo, {"--journal", shop.journal.native(), "--brew-time", "0", "--until-finish"}};
+    REQUIRE(eventually([&] { return logged(consumer, "open for orders"); }, 20s));
+    write_raw(shop.holder.get(), "FREE COFFEE, charge it to: ");
+    std::atomic<bool> stop{false};
+    std::thread trickle{[&] {
+        for (int i = 0; i < 200 && !stop; ++i) {
+            std::this_thread::sleep_for(300ms);
+            write_raw(shop.holder.get(), " ");
+        }
+    }};
+    CHECK(eventually([&] { return logged(consumer, "of an unfinished line (no LF, 2s since it began): 'FREE COFFEE"); }, 20s));
+    CHECK(produce(shop.fifo, {"customer-2-C-1 Latte"}) == 0);
+    std::this_thread::sleep_for(1s);  // the attacker goes on
+    stop = true;
+    trickle.join();
+    CHECK(produce(shop.fifo, {"--finish"}) == 0);
+    CHECK(consumer.wait(60s) == std::optional<int>{0});
+    CHECK(consumer.output().lines() == std::vector<std::string>{"customer-2-C-1 Latte"});
+}
+
+TEST_CASE("a fragment behind orders that wait for the baristas is cut off there: the next order is served unglued") {
+    scratch_shop shop;
+    consumer_fixture consumer{shop.fifo,
+                              {"--journal", shop.journal.native(), "--brew-time", "5ms", "--until-finish", "-v"}};
+    REQUIRE(eventually([&] { return logged(consumer, "open for orders"); }, 20s));
+    // 28 KB of orders (10 s of brewing): the reader holds 4 KiB for the
+    // baristas, and the rest, with the fragment, waits in the pipe where no
+    // take reaches. The next order comes once the fragment is cut off, or
+    // after 3 s (500 ms of quiet is the limit).
+    order_book book = write_orders(shop.dir.path(), 1, 2000);
+    auto producers = start_producers(shop.fifo, book, shop.dir.path());
+    expect_delivered(producers);
+    write_raw(shop.holder.get(), "FREE COFFEE, charge it to: ");
+    CHECK(eventually([&] { return logged(consumer, "cut off the unfinished line at the tail of the pipe"); }, 3s));
+    CHECK(produce(shop.fifo, {"customer-2-C-1 Latte"}) == 0);
+    CHECK(consumer.output().line_count() < book.all.size());  // orders were still ahead of it
+    CHECK(produce(shop.fifo, {"--finish"}) == 0);
+    CHECK(consumer.wait(120s) == std::optional<int>{0});
+    book.all.push_back("customer-2-C-1 Latte");
+    const tally t = count(book.all, consumer.output().lines());
+    MESSAGE(t.describe());
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated == 0);
+    CHECK(logged(consumer, "dropped 27 bytes of an unfinished line (no LF, nothing more for 500ms): 'FREE COFFEE"));
+}
 
 TEST_CASE("a pipe shrunk to 4096 bytes while no consumer runs: the consumer sets its size, a cat is served whole") {
     scratch_shop shop;
@@ -58,6 +137,27 @@ TEST_CASE("a pipe shrunk to 4096 bytes while no consumer runs: the consumer sets
     REQUIRE(eventually([&] { return logged(consumer, "open for orders"); }, 20s));
     CHECK(::fcntl(shop.holder.get(), F_GETPIPE_SZ) == wanted);
     CHECK(logged(consumer, "was shrunk to 4096 bytes"));
+    CHECK(cat_into(shop.fifo, book.files[0]) == 0);
+    CHECK(produce(shop.fifo, {"--finish"}) == 0);
+    CHECK(consumer.wait(300s) == std::optional<int>{0});
+    const tally t = count(book.all, consumer.output().lines());
+    MESSAGE(t.describe());
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated == 0);
+    CHECK_FALSE(logged(consumer, "unfinished line"));
+}
+
+TEST_CASE("a cat into a full pipe with a brew time: its line waiting for room is never cut off") {
+    scratch_shop shop;
+    REQUIRE(::fcntl(shop.holder.get(), F_SETPIPE_SZ, 65536) == 65536);
+    consumer_fixture consumer{shop.fifo, {"--journal", shop.journal.native(), "--brew-time", "3ms", "--until-finish"}};
+    REQUIRE(eventually([&] { return logged(consumer, "open for orders"); }, 20s));
+    // 70 KB in one cat: it fills the 64 KiB pipe and waits in write(), in
+    // the middle of a line, while the barista brews a take of 4 KiB (292
+    // orders, about 0.9 s: longer than the 500 ms of quiet that cut a line
+    // off), and again, until the pipe has room for the rest.
+    const order_book book = write_orders(shop.dir.path(), 1, 5000);
     CHECK(cat_into(shop.fifo, book.files[0]) == 0);
     CHECK(produce(shop.fifo, {"--finish"}) == 0);
     CHECK(consumer.wait(300s) == std::optional<int>{0});
