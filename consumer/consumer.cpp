@@ -392,7 +392,7 @@ private:
     void note_tail(std::string_view fresh);
     void look_at_tail();
     void watch_tail(clock::time_point now, bool looking);
-    [[nodiscard]] bool writer_may_wait_for_room(std::size_t in_pipe);
+    [[nodiscard]] bool writer_may_wait_for_room(std::size_t in_pipe, bool due);
     [[nodiscard]] clock::time_point tail_deadline() const;
     void cut_tail(bool too_old);
     void drop_cut(std::string_view text);
@@ -1195,11 +1195,12 @@ clock::time_point shop::tail_deadline() const {
 // the middle of a big write()): its time starts again when it has room.
 void shop::watch_tail(clock::time_point now, bool looking) {
     const bool look = looking && now >= next_tail_look_;
-    if (tail_line_ < tail_seen_ && (look || now >= tail_deadline())) {
-        if (writer_may_wait_for_room(pipe_bytes())) {
+    const bool due = now >= tail_deadline();
+    if (tail_line_ < tail_seen_ && (look || due)) {
+        if (writer_may_wait_for_room(pipe_bytes(), due)) {
             tail_since_ = now;
             tail_grew_ = now;
-        } else if (now >= tail_deadline()) {
+        } else if (due) {
             cut_tail(now - tail_since_ >= fragment_max_age);
         }
     }
@@ -1219,8 +1220,9 @@ void shop::watch_tail(clock::time_point now, bool looking) {
 // room to go on with it: the pipe is full, the line is no longer than a
 // line may be, and lines ahead of it will be taken, making room. A pipe full
 // with only the line was shrunk (a pipe the shop keeps holds a line and a
-// page more): it is set back here, at once, and the writer goes on.
-bool shop::writer_may_wait_for_room(std::size_t in_pipe) {
+// page more): when the line is `due` to be cut off, the pipe is set back
+// instead, and the writer goes on.
+bool shop::writer_may_wait_for_room(std::size_t in_pipe, bool due) {
     if (tail_line_ < consumed_ || tail_seen_ - tail_line_ > max_order_bytes)
         return false;
     pollfd room{fifo_.get(), POLLOUT, 0};
@@ -1231,7 +1233,7 @@ bool shop::writer_may_wait_for_room(std::size_t in_pipe) {
         return false;
     if (tail_line_ > consumed_)
         return true;
-    if (size <= 0 || size >= pipe_size_)
+    if (!due || size <= 0 || size >= pipe_size_)
         return false;
     const bool restored = ::fcntl(fifo_.get(), F_SETPIPE_SZ, pipe_size_) >= 0;
     spdlog::warn("the pipe of '{}' was shrunk to {} bytes, full with an unfinished line (F_SETPIPE_SZ); {}", fifo_name_,
