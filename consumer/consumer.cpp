@@ -390,7 +390,7 @@ private:
     void note_fragment(std::size_t bytes);
     void check_fragment(clock::time_point now);
     void note_tail(std::string_view fresh);
-    void look_at_tail();
+    bool look_at_tail();
     void watch_tail(clock::time_point now, bool looking);
     [[nodiscard]] bool writer_may_wait_for_room(std::size_t in_pipe, bool due);
     [[nodiscard]] clock::time_point tail_deadline() const;
@@ -1146,13 +1146,14 @@ void shop::note_tail(std::string_view fresh) {
 // Looks at the bytes the pipe holds beyond tail_seen_ (the reader's takes
 // see only the pipe's head): tee(2) of the whole pipe into the private pipe,
 // which drops the part seen already unread (splice to /dev/null) and reads
-// the rest.
-void shop::look_at_tail() {
+// the rest. False when it saw nothing new (the private pipe may be smaller
+// than the FIFO).
+bool shop::look_at_tail() {
     const ssize_t n = ::tee(fifo_.get(), peek_write_.get(), std::size_t{1} << 30, SPLICE_F_NONBLOCK);
     if (n < 0 && errno != EAGAIN)
         throw_system_error(errno, "tee from FIFO '{}'", fifo_name_);
     if (n <= 0)
-        return;  // empty, or no writer left: the reader sees that
+        return false;  // empty, or no writer left: the reader sees that
     const auto size = static_cast<std::size_t>(n);
     std::size_t skip = std::min(size, static_cast<std::size_t>(tail_seen_ - consumed_));
     while (skip > 0) {
@@ -1176,6 +1177,7 @@ void shop::look_at_tail() {
         got += static_cast<std::size_t>(r);
     }
     note_tail(tail_bytes_);
+    return fresh > 0;
 }
 
 // When the unfinished line at the tail is to be cut off: nothing added to
@@ -1207,8 +1209,7 @@ void shop::watch_tail(clock::time_point now, bool looking) {
     if (!look)
         return;
     const std::size_t in_pipe = pipe_bytes();
-    if (consumed_ + in_pipe > tail_seen_) {
-        look_at_tail();
+    if (consumed_ + in_pipe > tail_seen_ && look_at_tail()) {
         tail_look_delay_ = tail_look_fastest;
     } else {
         tail_look_delay_ = std::min<clock::duration>(2 * tail_look_delay_, tail_look_slowest);
