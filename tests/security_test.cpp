@@ -199,6 +199,51 @@ TEST_CASE("another user's squatted /tmp directory: the consumer refuses it, the 
     CHECK(read_file(log.out("mallory")).empty());
 }
 
+TEST_CASE("another user's FIFO in a sticky directory: root's producer refuses it, naming its owner, unless told") {
+    REQUIRE_THROWAWAY_USER(mallory);
+    logs log;
+    tmp_entry fifo;  // directly in /tmp: sticky, anyone may make it
+    REQUIRE(coffee::test::run(mallory->as_user({"/usr/bin/mkfifo", "-m", "0622", fifo.path.native()})) == 0);
+    // Mallory reads what reaches her FIFO (holding it open, so that a writer's close is no EOF).
+    process thief{mallory->as_user({"/bin/sh", "-c", "exec 3<>\"$0\" && exec cat \"$0\"", fifo.path.native()}),
+                  log.io("mallory")};
+    REQUIRE(coffee::test::eventually([&] { return has_reader(fifo.path); }));
+
+    CHECK(coffee::test::run({producer_bin, "--fifo", fifo.path.native(), "--wait", "1s", "Latte for alice, card 4111"},
+                            log.io("producer")) == 77);
+    CHECK(file_contains(log.err("producer"), "FIFO '" + fifo.path.native() + "' is owned by uid " +
+                                                 std::to_string(mallory->uid()) + " (" + mallory->name() + ")"));
+    CHECK(file_contains(log.err("producer"), "--allow-other-owner"));
+    CHECK(coffee::test::run({producer_bin, "--fifo", fifo.path.native(), "--wait", "1s", "--count", "3"},
+                            log.io("producer2")) == 77);
+
+    // Told explicitly, it delivers: the check is the only thing in the way.
+    CHECK(coffee::test::run({producer_bin, "--fifo", fifo.path.native(), "--wait", "1s", "--allow-other-owner", "Mocha"},
+                            log.io("told")) == 0);
+    // The first thing to reach her: nothing came before it.
+    CHECK(coffee::test::eventually([&] { return !read_file(log.out("mallory")).empty(); }));
+    thief.kill(SIGTERM);
+    (void)thief.wait();
+    CHECK(read_lines(log.out("mallory")) == std::vector<std::string>{"Mocha"});
+}
+
+TEST_CASE("another user's FIFO that only root can have put there is the shop's: the producer delivers to it") {
+    REQUIRE_THROWAWAY_USER(shopkeeper);
+    logs log;
+    temp_dir dir;  // root's, 0755: nobody else can make entries in it
+    REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
+    const fs::path fifo = dir / "orders";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    REQUIRE(::chown(fifo.c_str(), shopkeeper->uid(), shopkeeper->gid()) == 0);
+    process shop{shopkeeper->as_user({"/bin/sh", "-c", "exec 3<>\"$0\" && exec cat \"$0\"", fifo.native()}), log.io("shop")};
+    REQUIRE(coffee::test::eventually([&] { return has_reader(fifo); }));
+    CHECK(coffee::test::run({producer_bin, "--fifo", fifo.native(), "--wait", "1s", "Latte"}, log.io("producer")) == 0);
+    CHECK(coffee::test::eventually([&] { return !read_file(log.out("shop")).empty(); }));
+    shop.kill(SIGTERM);
+    (void)shop.wait();
+    CHECK(read_lines(log.out("shop")) == std::vector<std::string>{"Latte"});
+}
+
 TEST_CASE("a group-writable directory is refused unless sticky, and /tmp itself is a fine ancestor") {
     logs log;
     tmp_entry dir;  // directly in /tmp (sticky, world-writable)

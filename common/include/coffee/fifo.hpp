@@ -60,7 +60,11 @@ void check_is_fifo(int fd, const std::string& what);
 // customers' data, not for a FIFO that another user may have planted. No reader (ENXIO) or no FIFO yet
 // (ENOENT) are retried until `wait` has passed; then exit_error(69). A path
 // that is not a FIFO: exit_error(78), at once. EACCES: exit_error(77).
+// In a directory that anyone but its owner may write to (a sticky one, as
+// /tmp), the FIFO must be owned by us or root, checked before and after the
+// open: exit_error(77) naming its owner otherwise, unless allow_other_owner.
 // The returned descriptor is blocking, so that a full pipe means backpressure.
-[[nodiscard]] unique_fd open_fifo_for_writing(const std::filesystem::path& path, duration wait);
+[[nodiscard]] unique_fd open_fifo_for_writing(const std::filesystem::path& path, duration wait,
+                                              bool allow_other_owner = false);
 
 }  // namespace coffee
