@@ -495,6 +495,10 @@ int shop::run() {
             wait_until = std::min(wait_until, next_watchdog);
         if (watch_fragment)
             wait_until = std::min(wait_until, next_fragment_check_);
+        // More of the journal to replay and nothing left to hand over: go on
+        // at once (nothing else would wake us before the status interval).
+        if (phase_ == phase::taking_orders && journal_ok_ && journal_.replaying() && pending_.empty())
+            wait_until = now;
         const auto wait_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::max(wait_until - now, clock::duration::zero()));
         const timespec timeout{static_cast<time_t>(wait_ns.count() / 1'000'000'000),
                                static_cast<long>(wait_ns.count() % 1'000'000'000)};
