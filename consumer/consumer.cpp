@@ -1324,6 +1324,7 @@ int run(const options& opts) {
         if (inherited.size() > 1)
             spdlog::warn("socket activation passed {} descriptors; using the first, fd 3", inherited.size());
         check_is_fifo(inherited.front().get(), "inherited fd 3 (LISTEN_FDS)");
+        check_open_for_reading(inherited.front().get(), "inherited fd 3 (LISTEN_FDS)");
         fifo = std::move(inherited.front());
         set_nonblocking(fifo.get(), true);
         if (fifo_path.empty())

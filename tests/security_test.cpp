@@ -389,6 +389,24 @@ TEST_CASE("LISTEN_FDS with fd 3 closed: the consumer takes nothing of its own fo
     CHECK(fs::is_empty(cwd.path()));  // no "pipe:[N].backlog" or the like
 }
 
+TEST_CASE("LISTEN_FDS with a write-only fd 3: refused at once, naming it, the pipe's orders left in it") {
+    logs log;
+    temp_dir dir;
+    const fs::path fifo = dir / "orders";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    const fifo_holder held{fifo};  // a reader, so that the shell's write-only open does not wait
+    REQUIRE(::write(held.fd, "Latte\n", 6) == 6);
+    const std::string script = "exec 3>\"$1\" && LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" --journal \"$2\" --brew-time 0 --timeout 5s";
+    const int code = coffee::test::run({"/bin/sh", "-c", script, consumer_bin, fifo.native(), (dir / "journal").native()},
+                                       log.io("c"));
+    CHECK(code == 78);
+    CHECK(file_contains(log.err("c"), "inherited fd 3 (LISTEN_FDS) is open for writing only"));
+    CHECK(read_file(log.out("c")).empty());
+    // The order is still in the pipe, for a consumer given the right end.
+    char buf[64];
+    CHECK(std::string(buf, static_cast<std::size_t>(std::max<ssize_t>(0, ::read(held.fd, buf, sizeof buf)))) == "Latte\n");
+}
+
 TEST_CASE("serve --start-interval 0 is a usage error, not a start limit turned off") {
     logs log;
     temp_dir dir;

@@ -174,6 +174,16 @@ void check_is_fifo(int fd, const std::string& what) {
         throw exit_error(exit_config, fmt::format("{} is {}, not a FIFO; refusing to use it", what, file_type_name(st.st_mode)));
 }
 
+void check_open_for_reading(int fd, const std::string& what) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0)
+        throw_system_error(errno, "fcntl(F_GETFL) {}", what);
+    if ((flags & O_ACCMODE) == O_WRONLY)
+        throw exit_error(exit_config, fmt::format("{} is open for writing only; the shop reads orders from it, so it "
+                                                  "needs a read end (O_RDONLY or O_RDWR); refusing to use it",
+                                                  what));
+}
+
 unique_fd open_fifo_for_reading(const fs::path& path, const fifo_policy& policy) {
     // Everything relative to the checked directory, nothing by name alone: a
     // chmod() by name could follow a symlink swapped in after mkfifo().

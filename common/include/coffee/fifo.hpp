@@ -54,6 +54,11 @@ struct fifo_policy {
 // Throws exit_error(78) otherwise.
 void check_is_fifo(int fd, const std::string& what);
 
+// Checks that an inherited descriptor can be read from (O_RDONLY or O_RDWR):
+// a write end would only fail at the first order. Throws exit_error(78)
+// naming `what` otherwise.
+void check_open_for_reading(int fd, const std::string& what);
+
 // The producer's end: opens the existing FIFO for writing, never creating
 // anything and never following a symlink. The FIFO's directory must pass
 // check_safe_directory() (exit_error(77) at once otherwise): orders are
