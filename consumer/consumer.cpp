@@ -1222,6 +1222,11 @@ void shop::notify(std::string_view state) noexcept {
 }
 
 // $STATE_DIRECTORY may list several directories, separated by colons.
+bool has_state_directory() {
+    const char* state = std::getenv("STATE_DIRECTORY");
+    return state != nullptr && *state != '\0';
+}
+
 std::filesystem::path default_journal(const std::filesystem::path& fifo_path) {
     if (const char* state = std::getenv("STATE_DIRECTORY"); state != nullptr && *state != '\0') {
         const std::string_view dirs{state};
@@ -1327,8 +1332,19 @@ int run(const options& opts) {
         check_open_for_reading(inherited.front().get(), "inherited fd 3 (LISTEN_FDS)");
         fifo = std::move(inherited.front());
         set_nonblocking(fifo.get(), true);
-        if (fifo_path.empty())
+        if (fifo_path.empty()) {
             fifo_path = path_of_fd(fifo.get());
+            // An anonymous pipe ("pipe:[N]") or a FIFO since removed has no
+            // path to keep the journal beside, and the working directory is
+            // no place for it.
+            const bool named = fifo_path.is_absolute() && !fifo_path.native().ends_with(" (deleted)");
+            if (!named && opts.journal.empty() && !has_state_directory())
+                throw exit_error(exit_config,
+                                 fmt::format("inherited fd 3 (LISTEN_FDS) is '{}', not a FIFO with a path beside which the "
+                                             "journal could live; give --journal PATH, or set $STATE_DIRECTORY "
+                                             "(StateDirectory= in the unit)",
+                                             fifo_path.empty() ? std::string{"?"} : fifo_path.native()));
+        }
         // No lock: the supervisor (systemd, coffee-launcher serve) starts one
         // consumer per FIFO, and a lock any writer could take would only let
         // a customer keep the shop closed.

@@ -407,6 +407,29 @@ TEST_CASE("LISTEN_FDS with a write-only fd 3: refused at once, naming it, the pi
     CHECK(std::string(buf, static_cast<std::size_t>(std::max<ssize_t>(0, ::read(held.fd, buf, sizeof buf)))) == "Latte\n");
 }
 
+TEST_CASE("LISTEN_FDS with an anonymous pipe and neither --journal nor $STATE_DIRECTORY: refused, nothing made in the working directory") {
+    logs log;
+    temp_dir cwd;
+    // fd 3 is the read end of `sleep`'s pipe; the inner shell has the pid it execs.
+    const std::string script = "cd \"$1\" && sleep 1 | { exec 3<&0 </dev/null; "
+                               "exec /bin/sh -c 'LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" --timeout 500ms' \"$0\"; }";
+    spawn_options io = log.io("c");
+    io.unset_env = {"STATE_DIRECTORY"};
+    const int code = coffee::test::run({"/bin/sh", "-c", script, consumer_bin, cwd.path().native()}, io);
+    CHECK(code == 78);
+    CHECK(file_contains(log.err("c"), "--journal"));
+    CHECK(file_contains(log.err("c"), "$STATE_DIRECTORY"));
+    CHECK(fs::is_empty(cwd.path()));  // no "pipe:[N].journal"
+
+    // With $STATE_DIRECTORY, the journal goes there.
+    temp_dir state;
+    io = log.io("c2");
+    io.env = {{"STATE_DIRECTORY", state.path().native()}};
+    CHECK(coffee::test::run({"/bin/sh", "-c", script, consumer_bin, cwd.path().native()}, io) == 0);
+    CHECK(fs::exists(state / "journal"));
+    CHECK(fs::is_empty(cwd.path()));
+}
+
 TEST_CASE("serve --start-interval 0 is a usage error, not a start limit turned off") {
     logs log;
     temp_dir dir;
