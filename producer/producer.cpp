@@ -52,10 +52,14 @@ constexpr std::array menu{"Espresso", "Arabica", "Latte", "Cappuccino"};
 // delivered, so the final count is exact.
 class order_sender {
 public:
-    // write_timeout: zero waits as long as the pipe stays full (backpressure).
+    // write_timeout: zero waits in write() as long as the pipe stays full
+    // (backpressure, where `coffee-launcher demo` shows a customer blocked);
+    // otherwise the descriptor is non-blocking and a full pipe is waited for
+    // in poll(), for at most that long.
     order_sender(unique_fd fifo, duration write_timeout) : fifo_{std::move(fifo)}, write_timeout_{write_timeout} {
         batch_.reserve(max_line_bytes);
-        set_nonblocking(fifo_.get(), true);  // a full pipe is waited for in poll(), with a bound
+        if (write_timeout_.count() > 0)
+            set_nonblocking(fifo_.get(), true);
     }
 
     // Queues one line (text without LF); writes the batch first if the line
@@ -118,17 +122,15 @@ private:
             const ssize_t n = retry_on_eintr([&] { return ::write(fifo_.get(), batch_.data(), batch_.size()); });
             if (n == static_cast<ssize_t>(batch_.size()))
                 return true;
-            if (n >= 0)  // cannot happen for a pipe; for anything else, write on
+            if (n >= 0)  // a pipe never takes part of a write of at most PIPE_BUF bytes
                 throw_system_error(EIO, "write to the FIFO: {} of {} bytes written", n, batch_.size());
             if (errno != EAGAIN)
                 throw_system_error(errno, "write to the FIFO");
-            int wait_ms = -1;
-            if (write_timeout_.count() > 0) {
-                const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
-                if (left.count() <= 0)
-                    return false;
-                wait_ms = static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 60000));
-            }
+            // EAGAIN: non-blocking, so there is a write timeout.
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
+            if (left.count() <= 0)
+                return false;
+            const int wait_ms = static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 60000));
             pollfd room{fifo_.get(), POLLOUT, 0};
             if (retry_on_eintr([&] { return ::poll(&room, 1, wait_ms); }) < 0)
                 throw_system_error(errno, "poll the FIFO");
