@@ -73,6 +73,8 @@ others, and the whole lines still in the pipe, wait in the journal.
 Exit codes:
   0   stopped as asked (signal, --timeout, finish, end of input)
   64  usage error
+  71  a barista or watch thread could not be started (a limit on processes or
+      memory: ulimit -u, ulimit -v); nothing was taken from the pipe
   74  stdout, the FIFO or the journal failed (the log says how many orders wait)
   75  another consumer already reads this FIFO or uses this journal
   77  the FIFO, its lock file, the journal or a directory on their paths is
@@ -448,8 +450,16 @@ int shop::run() {
     if (loaded.unserved > 0)
         spdlog::info("serving {} unserved orders from the journal '{}' first", loaded.unserved, journal_.path().native());
 
-    for (unsigned i = 0; i < opts_.baristas; ++i)
-        baristas_.emplace_back([this, i] { barista(i); });
+    for (unsigned i = 0; i < opts_.baristas; ++i) {
+        try {
+            baristas_.emplace_back([this, i] { barista(i); });
+        } catch (const std::system_error& e) {
+            // Nothing taken yet; the ones started stop with the shop.
+            throw exit_error(exit_oserr, fmt::format("cannot start barista thread {} of {}: {} (a limit on processes "
+                                                     "or memory? ulimit -u, ulimit -v)",
+                                                     i + 1, opts_.baristas, e.code().message()));
+        }
+    }
 
     const auto started = clock::now();
     const auto deadline = opts_.timeout.count() > 0 ? started + opts_.timeout : clock::time_point::max();
