@@ -1231,12 +1231,12 @@ void shop::notify(std::string_view state) noexcept {
     }
 }
 
-// $STATE_DIRECTORY may list several directories, separated by colons.
 bool has_state_directory() {
     const char* state = std::getenv("STATE_DIRECTORY");
     return state != nullptr && *state != '\0';
 }
 
+// $STATE_DIRECTORY may list several directories, separated by colons.
 std::filesystem::path default_journal(const std::filesystem::path& fifo_path) {
     if (const char* state = std::getenv("STATE_DIRECTORY"); state != nullptr && *state != '\0') {
         const std::string_view dirs{state};
