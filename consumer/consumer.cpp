@@ -74,6 +74,8 @@ others, and the whole lines still in the pipe, wait in the journal.
 Exit codes:
   0   stopped as asked (signal, --timeout, finish, end of input)
   64  usage error
+  71  a barista or watch thread could not be started (a limit on processes or
+      memory: ulimit -u, ulimit -v); nothing was taken from the pipe
   74  stdout, the FIFO or the journal failed (the log says how many orders wait)
   75  another consumer already reads this FIFO or uses this journal
   77  the FIFO, its lock file, the journal or a directory on their paths is
@@ -491,8 +493,16 @@ int shop::run() {
     if (loaded.unserved > 0)
         spdlog::info("serving {} unserved orders from the journal '{}' first", loaded.unserved, journal_.path().native());
 
-    for (unsigned i = 0; i < opts_.baristas; ++i)
-        baristas_.emplace_back([this, i] { barista(i); });
+    for (unsigned i = 0; i < opts_.baristas; ++i) {
+        try {
+            baristas_.emplace_back([this, i] { barista(i); });
+        } catch (const std::system_error& e) {
+            // Nothing taken yet; the ones started stop with the shop.
+            throw exit_error(exit_oserr, fmt::format("cannot start barista thread {} of {}: {} (a limit on processes "
+                                                     "or memory? ulimit -u, ulimit -v)",
+                                                     i + 1, opts_.baristas, e.code().message()));
+        }
+    }
 
     const auto started = clock::now();
     const auto deadline = opts_.timeout.count() > 0 ? started + opts_.timeout : clock::time_point::max();
@@ -545,6 +555,10 @@ int shop::run() {
             wait_until = std::min(wait_until, tail_deadline());
         if (watch_tail_now)
             wait_until = std::min(wait_until, next_tail_look_);
+        // More of the journal to replay and nothing left to hand over: go on
+        // at once (nothing else would wake us before the status interval).
+        if (phase_ == phase::taking_orders && journal_ok_ && journal_.replaying() && pending_.empty())
+            wait_until = now;
         const auto wait_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::max(wait_until - now, clock::duration::zero()));
         const timespec timeout{static_cast<time_t>(wait_ns.count() / 1'000'000'000),
                                static_cast<long>(wait_ns.count() % 1'000'000'000)};
@@ -1449,6 +1463,9 @@ int keep_pipe_size(int fd, const std::filesystem::path& name, int wanted) {
         spdlog::warn("the pipe of '{}' was shrunk to {} bytes (F_SETPIPE_SZ) before the shop opened; set it to {}",
                      name.native(), size, set);
     return set < 0 ? size : set;
+bool has_state_directory() {
+    const char* state = std::getenv("STATE_DIRECTORY");
+    return state != nullptr && *state != '\0';
 }
 
 // $STATE_DIRECTORY may list several directories, separated by colons.
@@ -1555,10 +1572,22 @@ int run(const options& opts) {
         if (inherited.size() > 1)
             spdlog::warn("socket activation passed {} descriptors; using the first, fd 3", inherited.size());
         check_is_fifo(inherited.front().get(), "inherited fd 3 (LISTEN_FDS)");
+        check_open_for_reading(inherited.front().get(), "inherited fd 3 (LISTEN_FDS)");
         fifo = std::move(inherited.front());
         set_nonblocking(fifo.get(), true);
-        if (fifo_path.empty())
+        if (fifo_path.empty()) {
             fifo_path = path_of_fd(fifo.get());
+            // An anonymous pipe ("pipe:[N]") or a FIFO since removed has no
+            // path to keep the journal beside, and the working directory is
+            // no place for it.
+            const bool named = fifo_path.is_absolute() && !fifo_path.native().ends_with(" (deleted)");
+            if (!named && opts.journal.empty() && !has_state_directory())
+                throw exit_error(exit_config,
+                                 fmt::format("inherited fd 3 (LISTEN_FDS) is '{}', not a FIFO with a path beside which the "
+                                             "journal could live; give --journal PATH, or set $STATE_DIRECTORY "
+                                             "(StateDirectory= in the unit)",
+                                             fifo_path.empty() ? std::string{"?"} : fifo_path.native()));
+        }
         // No lock: the supervisor (systemd, coffee-launcher serve) starts one
         // consumer per FIFO, and a lock any writer could take would only let
         // a customer keep the shop closed.

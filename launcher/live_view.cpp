@@ -1,5 +1,6 @@
 #include "live_view.hpp"
 
+#include <coffee/line_protocol.hpp>
 #include <coffee/posix.hpp>
 
 #include <fmt/format.h>
@@ -202,7 +203,9 @@ std::vector<std::string> render_frame(const demo_snapshot& s, unsigned width, un
     for (unsigned i = 0; i < std::min(total, 8U); ++i) {
         auto l = line();
         l.add(fmt::format("  barista {}", i + 1)).pad_to(14);
-        const std::string order = i < s.shop.baristas.size() ? s.shop.baristas[i] : std::string{};
+        // What the consumer reports is drawn escaped, as the logs show it:
+        // no escape sequence or bidi control of theirs reaches the terminal.
+        const std::string order = i < s.shop.baristas.size() ? printable(s.shop.baristas[i], max_line_bytes) : std::string{};
         if (!order.empty())
             l.add("brewing ", cyan).add(order, cyan);
         else if (s.consumer_running && s.shop.waiting.value_or(0) > 0)
@@ -223,7 +226,7 @@ std::vector<std::string> render_frame(const demo_snapshot& s, unsigned width, un
     std::string state = !s.consumer_running ? "closed" : s.shop.stopping ? "closing: serving what it accepted"
                                                      : s.shop.ready    ? "open"
                                                                        : "opening";
-    lines.push_back(line().add("  ").add(state).add(s.shop.status.empty() ? "" : fmt::format(", STATUS=\"{}\"", s.shop.status), dim).take());
+    lines.push_back(line().add("  ").add(state).add(s.shop.status.empty() ? "" : fmt::format(", STATUS=\"{}\"", printable(s.shop.status, max_line_bytes)), dim).take());
     const std::string_view hint = s.stopping           ? "stopping: waiting for the orders being brewed"
                                   : s.consumer_running ? "Ctrl-C stops the shop gracefully"
                                                        : "the shop is closed";

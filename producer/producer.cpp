@@ -7,9 +7,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <poll.h>
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <charconv>
 #include <iterator>
 #include <string_view>
@@ -33,7 +35,10 @@ Exit codes:
   69  no FIFO, or no consumer reading it, within --wait
   74  the consumer went away; how many orders were delivered and how many
       not (the rest of stdin is read to count them) is logged
-  77  permission denied on the FIFO, or its directory is another user's
+  75  the FIFO took nothing for --write-timeout (the shop is stuck or full);
+      the counts are logged as for 74
+  77  permission denied on the FIFO, or its directory is another user's, or
+      it is another user's FIFO in a directory others may write to (as /tmp)
   78  the path is not a FIFO (regular file, symlink, directory, socket)
 )";
 
@@ -41,12 +46,21 @@ constexpr std::array menu{"Espresso", "Arabica", "Latte", "Cappuccino"};
 
 // Packs whole lines into writes of at most max_line_bytes: POSIX makes such
 // a write to a pipe atomic, so no other producer's line lands inside ours.
-// Once the consumer has gone away (EPIPE), nothing more is written: every
-// order offered from then on, and the batch that failed, is counted as not
+// Once the consumer has gone away (EPIPE), or a write has waited longer than
+// `write_timeout` for room in the pipe, nothing more is written: every order
+// offered from then on, and the batch that failed, is counted as not
 // delivered, so the final count is exact.
 class order_sender {
 public:
-    explicit order_sender(unique_fd fifo) : fifo_{std::move(fifo)} { batch_.reserve(max_line_bytes); }
+    // write_timeout: zero waits in write() as long as the pipe stays full
+    // (backpressure, where `coffee-launcher demo` shows a customer blocked);
+    // otherwise the descriptor is non-blocking and a full pipe is waited for
+    // in poll(), for at most that long.
+    order_sender(unique_fd fifo, duration write_timeout) : fifo_{std::move(fifo)}, write_timeout_{write_timeout} {
+        batch_.reserve(max_line_bytes);
+        if (write_timeout_.count() > 0)
+            set_nonblocking(fifo_.get(), true);
+    }
 
     // Queues one line (text without LF); writes the batch first if the line
     // would not fit. Throws std::system_error when a write fails other than
@@ -74,9 +88,12 @@ public:
         if (batch_.empty())
             return;
         try {
-            // At most PIPE_BUF bytes: all of it is written, or none (EPIPE).
-            write_all(fifo_.get(), batch_, "the FIFO");
-            delivered_ += batched_;
+            if (write_batch()) {
+                delivered_ += batched_;
+            } else {
+                gone_ = stalled_ = true;
+                not_delivered_ += batched_;
+            }
         } catch (const std::system_error& e) {
             if (e.code().value() != EPIPE)
                 throw;
@@ -87,17 +104,47 @@ public:
         batch_.clear();
     }
 
+    // True when nothing more is written: the consumer went away or stalled.
     [[nodiscard]] bool consumer_gone() const noexcept { return gone_; }
+    // True when it is because a write waited longer than the write timeout.
+    [[nodiscard]] bool stalled() const noexcept { return stalled_; }
     [[nodiscard]] std::uint64_t delivered() const noexcept { return delivered_; }
     [[nodiscard]] std::uint64_t not_delivered() const noexcept { return not_delivered_; }
 
 private:
+    // Writes the batch, waiting for room while the pipe is full: false when
+    // the write timeout passed first (nothing of it written). At most PIPE_BUF
+    // bytes: a write to a pipe takes all of it or none (EAGAIN, EPIPE).
+    bool write_batch() {
+        using clock = std::chrono::steady_clock;
+        const auto deadline = clock::now() + write_timeout_;
+        for (;;) {
+            const ssize_t n = retry_on_eintr([&] { return ::write(fifo_.get(), batch_.data(), batch_.size()); });
+            if (n == static_cast<ssize_t>(batch_.size()))
+                return true;
+            if (n >= 0)  // a pipe never takes part of a write of at most PIPE_BUF bytes
+                throw_system_error(EIO, "write to the FIFO: {} of {} bytes written", n, batch_.size());
+            if (errno != EAGAIN)
+                throw_system_error(errno, "write to the FIFO");
+            // EAGAIN: non-blocking, so there is a write timeout.
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
+            if (left.count() <= 0)
+                return false;
+            const int wait_ms = static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 60000));
+            pollfd room{fifo_.get(), POLLOUT, 0};
+            if (retry_on_eintr([&] { return ::poll(&room, 1, wait_ms); }) < 0)
+                throw_system_error(errno, "poll the FIFO");
+        }
+    }
+
     unique_fd fifo_;
+    duration write_timeout_;
     std::string batch_;
     std::uint64_t batched_ = 0;
     std::uint64_t delivered_ = 0;
     std::uint64_t not_delivered_ = 0;
     bool gone_ = false;
+    bool stalled_ = false;
 };
 
 // Where the orders come from, and what became of them.
@@ -176,6 +223,9 @@ options parse_command_line(int argc, char* argv[]) {
     spec.add_options()
         ("fifo", "the shop's FIFO (default: $COFFEE_FIFO, else the per-user or system shop)", cxxopts::value<std::string>(), "PATH")
         ("wait", "how long to wait for the FIFO and a consumer (default 5s)", cxxopts::value<std::string>(), "DUR")
+        ("write-timeout", "give up when the full pipe takes nothing for DUR (default: wait as long as it stays full)",
+         cxxopts::value<std::string>(), "DUR")
+        ("allow-other-owner", "deliver to another user's FIFO in a directory others may write to (as /tmp)")
         ("finish", "send 'finish' after the orders (stops a consumer run with --until-finish)")
         ("count", "generate N orders from the menu (Espresso #1, Arabica #2, ...)", cxxopts::value<std::uint64_t>(), "N")
         ("orders", "orders", cxxopts::value<std::vector<std::string>>());
@@ -188,6 +238,12 @@ options parse_command_line(int argc, char* argv[]) {
     opts.fifo = read_path_option(result, "fifo");
     if (result.count("wait") > 0)
         opts.wait = parse_duration(result["wait"].as<std::string>());
+    if (result.count("write-timeout") > 0) {
+        opts.write_timeout = parse_duration(result["write-timeout"].as<std::string>());
+        if (opts.write_timeout <= duration::zero())
+            throw usage_error("--write-timeout must be more than 0 (leave it out to wait while the pipe stays full)");
+    }
+    opts.allow_other_owner = result.count("allow-other-owner") > 0;
     opts.finish = result.count("finish") > 0;
     if (result.count("count") > 0)
         opts.count = result["count"].as<std::uint64_t>();
@@ -203,7 +259,7 @@ int run(const options& opts) {
     // at a terminal, --finish alone sends just finish.
     const bool use_stdin = opts.orders.empty() && opts.count == 0 && (!opts.finish || ::isatty(STDIN_FILENO) != 1);
 
-    order_sender sender{open_fifo_for_writing(path, opts.wait)};
+    order_sender sender{open_fifo_for_writing(path, opts.wait, opts.allow_other_owner), opts.write_timeout};
     spdlog::debug("writing orders to '{}'", path.native());
     order_source source{sender};
     bool stdin_used = false;
@@ -231,6 +287,12 @@ int run(const options& opts) {
     if (opts.finish)
         sender.add(finish_message, false);
     sender.flush();
+    if (sender.stalled()) {
+        spdlog::error("the FIFO '{}' took nothing for {} (--write-timeout): delivered {} orders, {} not delivered{}",
+                      path.native(), format_duration(opts.write_timeout), sender.delivered(), sender.not_delivered(),
+                      opts.finish ? ", nor finish" : "");
+        return exit_tempfail;
+    }
     if (sender.consumer_gone()) {
         spdlog::error("the consumer went away ('{}'): delivered {} orders, {} not delivered{}", path.native(),
                       sender.delivered(), sender.not_delivered(), opts.finish ? ", nor finish" : "");

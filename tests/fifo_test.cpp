@@ -367,6 +367,21 @@ TEST_CASE("check_is_fifo accepts a pipe or FIFO and refuses anything else with 7
     CHECK_THROWS_AS(coffee::check_is_fifo(-1, "fd -1"), std::system_error);
 }
 
+TEST_CASE("check_open_for_reading accepts a read end or a read-write FIFO and refuses a write end with 78") {
+    auto ends = coffee::make_pipe();
+    CHECK_NOTHROW(coffee::check_open_for_reading(ends.read.get(), "fd 3"));
+    temp_dir dir;
+    const auto fifo = coffee::open_fifo_for_reading(dir / "orders", {});
+    CHECK_NOTHROW(coffee::check_open_for_reading(fifo.get(), "fd 3"));
+    const auto e = expect_exit_error([&] {
+        coffee::check_open_for_reading(ends.write.get(), "inherited fd 3");
+        return 0;
+    });
+    CHECK(e.code == coffee::exit_config);
+    CHECK(contains(e.message, "inherited fd 3 is open for writing only"));
+    CHECK_THROWS_AS(coffee::check_open_for_reading(-1, "fd -1"), std::system_error);
+}
+
 TEST_CASE("open_fifo_for_writing without a FIFO waits, then exits 69, creating nothing") {
     temp_dir dir;
     const fs::path path = dir / "orders";

@@ -199,6 +199,51 @@ TEST_CASE("another user's squatted /tmp directory: the consumer refuses it, the 
     CHECK(read_file(log.out("mallory")).empty());
 }
 
+TEST_CASE("another user's FIFO in a sticky directory: root's producer refuses it, naming its owner, unless told") {
+    REQUIRE_THROWAWAY_USER(mallory);
+    logs log;
+    tmp_entry fifo;  // directly in /tmp: sticky, anyone may make it
+    REQUIRE(coffee::test::run(mallory->as_user({"/usr/bin/mkfifo", "-m", "0622", fifo.path.native()})) == 0);
+    // Mallory reads what reaches her FIFO (holding it open, so that a writer's close is no EOF).
+    process thief{mallory->as_user({"/bin/sh", "-c", "exec 3<>\"$0\" && exec cat \"$0\"", fifo.path.native()}),
+                  log.io("mallory")};
+    REQUIRE(coffee::test::eventually([&] { return has_reader(fifo.path); }));
+
+    CHECK(coffee::test::run({producer_bin, "--fifo", fifo.path.native(), "--wait", "1s", "Latte for alice, card 4111"},
+                            log.io("producer")) == 77);
+    CHECK(file_contains(log.err("producer"), "FIFO '" + fifo.path.native() + "' is owned by uid " +
+                                                 std::to_string(mallory->uid()) + " (" + mallory->name() + ")"));
+    CHECK(file_contains(log.err("producer"), "--allow-other-owner"));
+    CHECK(coffee::test::run({producer_bin, "--fifo", fifo.path.native(), "--wait", "1s", "--count", "3"},
+                            log.io("producer2")) == 77);
+
+    // Told explicitly, it delivers: the check is the only thing in the way.
+    CHECK(coffee::test::run({producer_bin, "--fifo", fifo.path.native(), "--wait", "1s", "--allow-other-owner", "Mocha"},
+                            log.io("told")) == 0);
+    // The first thing to reach her: nothing came before it.
+    CHECK(coffee::test::eventually([&] { return !read_file(log.out("mallory")).empty(); }));
+    thief.kill(SIGTERM);
+    (void)thief.wait();
+    CHECK(read_lines(log.out("mallory")) == std::vector<std::string>{"Mocha"});
+}
+
+TEST_CASE("another user's FIFO that only root can have put there is the shop's: the producer delivers to it") {
+    REQUIRE_THROWAWAY_USER(shopkeeper);
+    logs log;
+    temp_dir dir;  // root's, 0755: nobody else can make entries in it
+    REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
+    const fs::path fifo = dir / "orders";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    REQUIRE(::chown(fifo.c_str(), shopkeeper->uid(), shopkeeper->gid()) == 0);
+    process shop{shopkeeper->as_user({"/bin/sh", "-c", "exec 3<>\"$0\" && exec cat \"$0\"", fifo.native()}), log.io("shop")};
+    REQUIRE(coffee::test::eventually([&] { return has_reader(fifo); }));
+    CHECK(coffee::test::run({producer_bin, "--fifo", fifo.native(), "--wait", "1s", "Latte"}, log.io("producer")) == 0);
+    CHECK(coffee::test::eventually([&] { return !read_file(log.out("shop")).empty(); }));
+    shop.kill(SIGTERM);
+    (void)shop.wait();
+    CHECK(read_lines(log.out("shop")) == std::vector<std::string>{"Latte"});
+}
+
 TEST_CASE("a group-writable directory is refused unless sticky, and /tmp itself is a fine ancestor") {
     logs log;
     tmp_entry dir;  // directly in /tmp (sticky, world-writable)
@@ -342,6 +387,47 @@ TEST_CASE("LISTEN_FDS with fd 3 closed: the consumer takes nothing of its own fo
     CHECK(file_contains(log.err("c"), "inherited descriptor 3"));
     CHECK_FALSE(file_contains(log.err("c"), "not a FIFO"));
     CHECK(fs::is_empty(cwd.path()));  // no "pipe:[N].backlog" or the like
+}
+
+TEST_CASE("LISTEN_FDS with a write-only fd 3: refused at once, naming it, the pipe's orders left in it") {
+    logs log;
+    temp_dir dir;
+    const fs::path fifo = dir / "orders";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    const fifo_holder held{fifo};  // a reader, so that the shell's write-only open does not wait
+    REQUIRE(::write(held.fd, "Latte\n", 6) == 6);
+    const std::string script = "exec 3>\"$1\" && LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" --journal \"$2\" --brew-time 0 --timeout 5s";
+    const int code = coffee::test::run({"/bin/sh", "-c", script, consumer_bin, fifo.native(), (dir / "journal").native()},
+                                       log.io("c"));
+    CHECK(code == 78);
+    CHECK(file_contains(log.err("c"), "inherited fd 3 (LISTEN_FDS) is open for writing only"));
+    CHECK(read_file(log.out("c")).empty());
+    // The order is still in the pipe, for a consumer given the right end.
+    char buf[64];
+    CHECK(std::string(buf, static_cast<std::size_t>(std::max<ssize_t>(0, ::read(held.fd, buf, sizeof buf)))) == "Latte\n");
+}
+
+TEST_CASE("LISTEN_FDS with an anonymous pipe and neither --journal nor $STATE_DIRECTORY: refused, nothing made in the working directory") {
+    logs log;
+    temp_dir cwd;
+    // fd 3 is the read end of `sleep`'s pipe; the inner shell has the pid it execs.
+    const std::string script = "cd \"$1\" && sleep 1 | { exec 3<&0 </dev/null; "
+                               "exec /bin/sh -c 'LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" --timeout 500ms' \"$0\"; }";
+    spawn_options io = log.io("c");
+    io.unset_env = {"STATE_DIRECTORY"};
+    const int code = coffee::test::run({"/bin/sh", "-c", script, consumer_bin, cwd.path().native()}, io);
+    CHECK(code == 78);
+    CHECK(file_contains(log.err("c"), "--journal"));
+    CHECK(file_contains(log.err("c"), "$STATE_DIRECTORY"));
+    CHECK(fs::is_empty(cwd.path()));  // no "pipe:[N].journal"
+
+    // With $STATE_DIRECTORY, the journal goes there.
+    temp_dir state;
+    io = log.io("c2");
+    io.env = {{"STATE_DIRECTORY", state.path().native()}};
+    CHECK(coffee::test::run({"/bin/sh", "-c", script, consumer_bin, cwd.path().native()}, io) == 0);
+    CHECK(fs::exists(state / "journal"));
+    CHECK(fs::is_empty(cwd.path()));
 }
 
 TEST_CASE("serve --start-interval 0 is a usage error, not a start limit turned off") {

@@ -5,6 +5,7 @@
 #include <coffee/safe_path.hpp>
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -121,6 +122,36 @@ void check_fifo_for_reading(int fd, const struct stat& st, const fs::path& path,
                                                   path.native(), mode));
 }
 
+// " (alice)" for a uid with a name, "" for one without.
+std::string user_name_of(uid_t uid) {
+    struct passwd entry{};
+    struct passwd* found = nullptr;
+    std::string buffer(16384, '\0');
+    if (::getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found) != 0 || found == nullptr)
+        return "";
+    return fmt::format(" ({})", found->pw_name);
+}
+
+// Whom the producer hands customers' orders to. A FIFO owned by us or root
+// is the shop's; so is any FIFO in a directory that only its owner (us or
+// root: the directory was checked) can write to, since only they can have
+// put it there. In a directory that others may write to (sticky, as /tmp),
+// anyone may have made it: one of another user's is theirs, and so would be
+// the orders, and the pipe they may leave full.
+void check_fifo_for_writing(const struct stat& fifo, int dir_fd, const fs::path& path, bool allow_other_owner) {
+    const uid_t us = ::geteuid();
+    if (fifo.st_uid == us || fifo.st_uid == 0 || allow_other_owner)
+        return;
+    const struct stat dir = stat_fd(dir_fd, directory_of(path));
+    if ((dir.st_mode & (S_IWGRP | S_IWOTH)) == 0)
+        return;
+    throw exit_error(exit_noperm, fmt::format("FIFO '{}' is owned by uid {}{}, not by us (uid {}) or root, in a directory "
+                                              "others may write to (mode {:04o}): it may be theirs, not the shop's; refusing "
+                                              "to deliver orders to it (--allow-other-owner to deliver anyway)",
+                                              path.native(), fifo.st_uid, user_name_of(fifo.st_uid), us,
+                                              dir.st_mode & 07777U));
+}
+
 }  // namespace
 
 fs::path default_fifo_path(bool for_producer) {
@@ -141,6 +172,16 @@ void check_is_fifo(int fd, const std::string& what) {
         throw_system_error(errno, "fstat {}", what);
     if (!S_ISFIFO(st.st_mode))
         throw exit_error(exit_config, fmt::format("{} is {}, not a FIFO; refusing to use it", what, file_type_name(st.st_mode)));
+}
+
+void check_open_for_reading(int fd, const std::string& what) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0)
+        throw_system_error(errno, "fcntl(F_GETFL) {}", what);
+    if ((flags & O_ACCMODE) == O_WRONLY)
+        throw exit_error(exit_config, fmt::format("{} is open for writing only; the shop reads orders from it, so it "
+                                                  "needs a read end (O_RDONLY or O_RDWR); refusing to use it",
+                                                  what));
 }
 
 unique_fd open_fifo_for_reading(const fs::path& path, const fifo_policy& policy) {
@@ -220,7 +261,7 @@ unique_fd lock_fifo(const fs::path& fifo_path) {
     return fd;
 }
 
-unique_fd open_fifo_for_writing(const fs::path& path, duration wait) {
+unique_fd open_fifo_for_writing(const fs::path& path, duration wait, bool allow_other_owner) {
     using clock = std::chrono::steady_clock;
     const auto deadline = clock::now() + wait;
     auto pause = std::chrono::milliseconds{5};
@@ -242,6 +283,7 @@ unique_fd open_fifo_for_writing(const fs::path& path, duration wait) {
         if (place && err == 0) {
             if (!S_ISFIFO(st.st_mode))
                 throw_not_fifo(path, st.st_mode);
+            check_fifo_for_writing(st, place->dir.get(), path, allow_other_owner);
             // O_NONBLOCK: fail with ENXIO instead of blocking when no one reads.
             unique_fd fd{retry_on_eintr([&] {
                 return ::openat(place->dir.get(), place->name.c_str(), O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
@@ -250,6 +292,7 @@ unique_fd open_fifo_for_writing(const fs::path& path, duration wait) {
                 const struct stat opened = stat_fd(fd.get(), path);
                 if (!S_ISFIFO(opened.st_mode))
                     throw_not_fifo(path, opened.st_mode);
+                check_fifo_for_writing(opened, place->dir.get(), path, allow_other_owner);
                 set_nonblocking(fd.get(), false);
                 return fd;
             }

@@ -1,5 +1,7 @@
 #include <coffee/pipe_size_watch.hpp>
 
+#include <coffee/errors.hpp>
+
 #include <fmt/format.h>
 
 #include <fcntl.h>
@@ -14,8 +16,15 @@ pipe_size_watch::pipe_size_watch(int fd, std::string name, duration interval,
                                  std::function<void(const std::string&)> report, int size)
     : fd_{fd}, name_{std::move(name)}, interval_{interval}, report_{std::move(report)},
       size_{size > 0 ? size : std::max(::fcntl(fd, F_GETPIPE_SZ), 0)} {
-    if (size_ > 0)
+    if (size_ <= 0)
+        return;
+    try {
         thread_ = std::thread{[this] { watch(); }};
+    } catch (const std::system_error& e) {
+        throw exit_error(exit_oserr, fmt::format("cannot start the thread that watches the size of the pipe of {}: {} "
+                                                 "(a limit on processes or memory? ulimit -u, ulimit -v)",
+                                                 name_, e.code().message()));
+    }
 }
 
 pipe_size_watch::~pipe_size_watch() {

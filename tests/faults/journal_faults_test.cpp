@@ -3,6 +3,8 @@
 // kills), no order lost silently, no garbage served.
 #include "shop.hpp"
 
+#include <journal.hpp>
+
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
@@ -83,6 +85,35 @@ void journal_with_orders(const std::filesystem::path& fifo, const std::filesyste
 }  // namespace
 
 TEST_SUITE("faults: journal") {
+
+TEST_CASE("a journal of 20 separate runs of unserved orders is replayed without a pause between runs") {
+    scratch_shop shop;
+    // 400 orders, 20 at a time; every other group served: 20 runs of 10
+    // unserved orders, each separated from the next by served ones.
+    std::vector<std::string> unserved;
+    {
+        coffee::consumer::journal journal{shop.journal, false};
+        for (unsigned group = 0; group < 40; ++group) {
+            coffee::consumer::order_batch batch;
+            for (unsigned i = 0; i < 10; ++i)
+                batch.add(order_name(0, group * 10 + i));
+            journal.append_orders(batch);
+            if (group % 2 == 1)
+                journal.mark_served(batch.first_seq, batch.count);
+            else
+                for (unsigned i = 0; i < 10; ++i)
+                    unserved.push_back(order_name(0, group * 10 + i));
+        }
+    }
+    // Closed by its own --timeout: a reader that waits for its status
+    // interval (1 s) between runs serves a fifth of them by then.
+    consumer_fixture consumer{shop.fifo, {"--journal", shop.journal.native(), "--brew-time", "0", "--timeout", "8s"}};
+    CHECK(consumer.wait(60s) == 0);
+    const tally t = count(unserved, consumer.output().lines());
+    CHECK_MESSAGE(t.lost == 0, t.describe());
+    CHECK_MESSAGE(t.torn == 0, t.describe());
+    CHECK_MESSAGE(t.duplicated == 0, t.describe());
+}
 
 TEST_CASE("the journal's disk is full: exit 74, the orders wait in the pipe, nothing lost") {
     scratch_shop shop;

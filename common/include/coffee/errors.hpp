@@ -13,6 +13,7 @@ inline constexpr int exit_failure = 1;       // an unexpected internal error
 inline constexpr int exit_usage = 64;        // EX_USAGE: bad option or argument
 inline constexpr int exit_data = 65;         // EX_DATAERR: some orders were malformed
 inline constexpr int exit_unavailable = 69;  // EX_UNAVAILABLE: no consumer / no FIFO
+inline constexpr int exit_oserr = 71;        // EX_OSERR: cannot start a thread (a limit on processes or memory)
 inline constexpr int exit_io = 74;           // EX_IOERR: the pipe or stdout broke
 inline constexpr int exit_tempfail = 75;     // EX_TEMPFAIL: the FIFO is busy (another consumer)
 inline constexpr int exit_noperm = 77;       // EX_NOPERM: permission denied or unsafe FIFO

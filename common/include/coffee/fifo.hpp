@@ -54,13 +54,22 @@ struct fifo_policy {
 // Throws exit_error(78) otherwise.
 void check_is_fifo(int fd, const std::string& what);
 
+// Checks that an inherited descriptor can be read from (O_RDONLY or O_RDWR):
+// a write end would only fail at the first order. Throws exit_error(78)
+// naming `what` otherwise.
+void check_open_for_reading(int fd, const std::string& what);
+
 // The producer's end: opens the existing FIFO for writing, never creating
 // anything and never following a symlink. The FIFO's directory must pass
 // check_safe_directory() (exit_error(77) at once otherwise): orders are
 // customers' data, not for a FIFO that another user may have planted. No reader (ENXIO) or no FIFO yet
 // (ENOENT) are retried until `wait` has passed; then exit_error(69). A path
 // that is not a FIFO: exit_error(78), at once. EACCES: exit_error(77).
+// In a directory that anyone but its owner may write to (a sticky one, as
+// /tmp), the FIFO must be owned by us or root, checked before and after the
+// open: exit_error(77) naming its owner otherwise, unless allow_other_owner.
 // The returned descriptor is blocking, so that a full pipe means backpressure.
-[[nodiscard]] unique_fd open_fifo_for_writing(const std::filesystem::path& path, duration wait);
+[[nodiscard]] unique_fd open_fifo_for_writing(const std::filesystem::path& path, duration wait,
+                                              bool allow_other_owner = false);
 
 }  // namespace coffee

@@ -17,7 +17,8 @@ namespace coffee {
 // (F_SETPIPE_SZ) and passes a message saying so, or why it could not, to
 // `report` (called on the watch's thread; the program logs it as a warning).
 // A bigger pipe is left alone. The descriptor is not owned and must outlive the watch; the
-// destructor stops and joins the thread.
+// destructor stops and joins the thread. Throws exit_error(71) when the
+// thread cannot be started.
 class pipe_size_watch {
 public:
     pipe_size_watch(int fd, std::string name, duration interval, std::function<void(const std::string&)> report,
