@@ -183,7 +183,17 @@ std::optional<journal_scanner::record> journal_scanner::next(
             record r{all[4], pos_, fmt_::read_le64(all.substr(fmt_::header_bytes, 8)),
                      all.substr(fmt_::header_bytes + fmt_::seq_bytes)};
             pos_ += fmt_::header_bytes + payload;
-            return r;
+            if (r.type != fmt_::orders)
+                return r;
+            const auto count = static_cast<std::uint64_t>(std::count(r.body.begin(), r.body.end(), '\n'));
+            if (r.first_seq >= next_order_seq_) {
+                next_order_seq_ = r.first_seq + count;
+                return r;
+            }
+            on_damage(journal_damage{r.offset, pos_ - r.offset,
+                                     fmt::format("orders {}..{} again after order {}: a copied record", r.first_seq,
+                                                 r.first_seq + count - 1, next_order_seq_ - 1)});
+            continue;
         }
         if (!damage)
             damage = journal_damage{pos_, 0, std::move(why)};

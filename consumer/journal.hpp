@@ -33,6 +33,9 @@
 // An order is unserved while no 'S' record covers its number. A torn or
 // corrupt record fails its length or checksum; the reader skips to the next
 // magic that starts a valid record and reports the bytes it skipped.
+// Order numbers only grow through the file: an 'O' record whose first_seq
+// is below the end of the 'O' record before it is a copy (a page written
+// over another), reported as damage and never served again.
 namespace coffee::consumer {
 
 namespace journal_format {
@@ -75,7 +78,8 @@ public:
     void extend(std::uint64_t end) noexcept { end_ = end; }
 
     // The next valid record, or nullopt at the end. Each damaged stretch
-    // passed on the way is given to on_damage once. Throws system_error.
+    // passed on the way is given to on_damage once; an 'O' record that
+    // repeats order numbers is one. Throws system_error.
     std::optional<record> next(const std::function<void(const journal_damage&)>& on_damage);
 
 private:
@@ -90,6 +94,7 @@ private:
     std::string buffer_;
     std::uint64_t buffer_offset_ = 0;
     std::uint64_t next_magic_ = 0;  // where find_magic last found one
+    std::uint64_t next_order_seq_ = 0;  // after the last 'O' record passed on
 };
 
 // Where a write to a stdout that is a regular file goes ('W' record).
