@@ -532,21 +532,21 @@ void journal::rewrite_from(std::uint64_t end) {
     // Pass 1: what is served, and the last 'W' record.
     const auto ignore = [](const journal_damage&) {};
     served_at_load_.clear();
-    std::optional<journal_scanner::record> last_write;
+    std::optional<std::uint64_t> last_write_seq;
     std::string last_write_body;
     journal_scanner pass1{fd_.get(), end};
     while (const auto r = pass1.next(ignore)) {
         if (r->type == fmt_::served) {
             add_served(r->first_seq, fmt_::read_le64(r->body));
         } else if (r->type == fmt_::output_write) {
-            last_write = r;
+            last_write_seq = r->first_seq;
             last_write_body.assign(r->body);
         }
     }
     // Pass 2: the unserved orders, in records of consecutive numbers.
     std::string records;
-    if (last_write)
-        records = fmt_::encode(last_write->type, last_write->first_seq, last_write_body);
+    if (last_write_seq)
+        records = fmt_::encode(fmt_::output_write, *last_write_seq, last_write_body);
     std::string text;
     std::uint64_t text_first = 0;
     std::uint64_t text_count = 0;
@@ -582,13 +582,16 @@ void journal::rewrite_from(std::uint64_t end) {
     }
     flush(true);
     served_at_load_.clear();
+    if (sync_ && ::fdatasync(out.get()) != 0)  // the bulk, before the baristas have to wait
+        throw_system_error(errno, "fdatasync '{}'", new_path.native());
 
     const std::lock_guard lock{mutex_};
     // What the baristas appended meanwhile ('S' and 'W' records), as it is.
     struct stat st{};
     if (::fstat(fd_.get(), &st) != 0)
         throw_system_error(errno, "fstat journal '{}'", path_.native());
-    std::string tail(static_cast<std::size_t>(std::max<std::uint64_t>(static_cast<std::uint64_t>(st.st_size), end) - end), '\0');
+    const auto file_end = std::max(static_cast<std::uint64_t>(st.st_size), end);
+    std::string tail(static_cast<std::size_t>(file_end - end), '\0');
     for (std::size_t got = 0; got < tail.size();) {
         const ssize_t n = retry_on_eintr([&] {
             return ::pread(fd_.get(), tail.data() + got, tail.size() - got, static_cast<off_t>(end + got));
