@@ -126,8 +126,10 @@ constexpr int default_pipe_size = 65536;
 constexpr std::size_t warning_burst = 10;
 constexpr auto warning_interval = std::chrono::seconds{10};
 // The journal is emptied whenever nothing is in flight and it has grown past
-// compact_bytes (or the shop is quiet); past hold_bytes the reader waits for
-// the baristas to catch up so that it can be emptied.
+// compact_bytes (or the shop is quiet); while orders are in flight it is
+// rewritten with the unserved ones once it passes twice its size after the
+// last rewrite plus compact_bytes. Past hold_bytes the reader waits for the
+// baristas to catch up.
 constexpr std::uint64_t compact_bytes = 1U << 20;
 constexpr std::uint64_t hold_bytes = 64U << 20;
 // What journald reads as "info" (sd-daemon(3)); it strips one such prefix.
@@ -484,6 +486,9 @@ private:
 
 int shop::run() {
     const journal_load& loaded = journal_.loaded();
+    if (loaded.unfinished_rewrite)
+        spdlog::info("journal '{}': removed a rewrite of it that a kill cut short (the journal itself is whole)",
+                     journal_.path().native());
     for (const journal_damage& d : loaded.damage)
         spdlog::warn("journal '{}': {} bytes at offset {} are not valid records ({}); skipped, not served",
                      journal_.path().native(), d.bytes, d.offset, d.reason);
@@ -1391,6 +1396,9 @@ void shop::compact_journal(bool quiet) {
     try {
         if (journal_.compact())
             spdlog::debug("journal '{}' emptied ({} bytes, nothing in flight)", journal_.path().native(), size);
+        else if (journal_.rewrite(compact_bytes))
+            spdlog::debug("journal '{}' rewritten with its unserved orders: {} bytes, was {}", journal_.path().native(),
+                          journal_.bytes(), size);
     } catch (const std::system_error& e) {
         spdlog::warn("{}", e.what());  // it only stays bigger
     }

@@ -183,7 +183,17 @@ std::optional<journal_scanner::record> journal_scanner::next(
             record r{all[4], pos_, fmt_::read_le64(all.substr(fmt_::header_bytes, 8)),
                      all.substr(fmt_::header_bytes + fmt_::seq_bytes)};
             pos_ += fmt_::header_bytes + payload;
-            return r;
+            if (r.type != fmt_::orders)
+                return r;
+            const auto count = static_cast<std::uint64_t>(std::count(r.body.begin(), r.body.end(), '\n'));
+            if (r.first_seq >= next_order_seq_) {
+                next_order_seq_ = r.first_seq + count;
+                return r;
+            }
+            on_damage(journal_damage{r.offset, pos_ - r.offset,
+                                     fmt::format("orders {}..{} again after order {}: a copied record", r.first_seq,
+                                                 r.first_seq + count - 1, next_order_seq_ - 1)});
+            continue;
         }
         if (!damage)
             damage = journal_damage{pos_, 0, std::move(why)};
@@ -237,10 +247,37 @@ unique_fd open_journal_file(const std::filesystem::path& path) {
     return fd;
 }
 
+// The journal file at `path`, locked, and still the one at `path` once
+// locked: a consumer's rewrite may rename a new file over it in between.
+unique_fd open_current_journal(const std::filesystem::path& path) {
+    for (int tries = 0;; ++tries) {
+        unique_fd fd = open_journal_file(path);
+        struct stat held{};
+        struct stat there{};
+        if (::fstat(fd.get(), &held) != 0)
+            throw_system_error(errno, "fstat journal '{}'", path.native());
+        if (::lstat(path.c_str(), &there) == 0 && there.st_dev == held.st_dev && there.st_ino == held.st_ino)
+            return fd;
+        if (tries == 100)
+            throw exit_error(exit_tempfail, fmt::format("the journal '{}' keeps being replaced", path.native()));
+    }
+}
+
+void write_all(int fd, std::string_view bytes, const std::filesystem::path& path) {
+    while (!bytes.empty()) {
+        const ssize_t n = retry_on_eintr([&] { return ::write(fd, bytes.data(), bytes.size()); });
+        if (n <= 0)
+            throw_system_error(n < 0 ? errno : ENOSPC, "write '{}'", path.native());
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
 }  // namespace
 
 journal::journal(std::filesystem::path path, bool sync)
-    : path_{std::move(path)}, fd_{open_journal_file(path_)}, sync_{sync} {
+    : path_{std::move(path)}, fd_{open_current_journal(path_)}, sync_{sync} {
+    // Ours now that the journal is locked: a rewrite cut short by a kill.
+    load_.unfinished_rewrite = ::unlink(rewrite_path().c_str()) == 0;
     load();
 }
 
@@ -387,6 +424,8 @@ void journal::append_orders(order_batch& batch) {
     write_record(fmt_::orders, next_seq_, batch.text);
     if (sync_ && ::fdatasync(fd_.get()) != 0)
         throw_system_error(errno, "fdatasync journal '{}'", path_.native());
+    if (sync_ && directory_unsynced_)
+        sync_directory();
     batch.first_seq = next_seq_;
     next_seq_ += batch.count;
     in_flight_.store(in_flight_.load(std::memory_order_relaxed) + batch.count, std::memory_order_relaxed);
@@ -444,7 +483,145 @@ bool journal::compact() {
     if (::ftruncate(fd_.get(), 0) != 0)
         throw_system_error(errno, "truncate journal '{}'", path_.native());
     size_ = 0;
+    rewritten_bytes_ = 0;
     return true;
+}
+
+bool journal::rewrite(std::uint64_t slack) {
+    std::uint64_t end = 0;
+    {
+        const std::lock_guard lock{mutex_};
+        if (!replay_done_ || in_flight_ == 0 || size_ < 2 * rewritten_bytes_ + slack)
+            return false;
+        end = size_;
+    }
+    try {
+        rewrite_from(end);
+        return true;
+    } catch (const std::system_error&) {
+        // Not again before the file has doubled: a directory that refuses
+        // the new file must not cost a try (and a warning) per take.
+        const std::lock_guard lock{mutex_};
+        rewritten_bytes_ = end;
+        throw;
+    }
+}
+
+void journal::rewrite_from(std::uint64_t end) {
+    // The records before `end` stay as they are: only this thread appends
+    // orders, truncates or replaces the file; the baristas append after it.
+    const std::filesystem::path new_path = rewrite_path();
+    (void)::unlink(new_path.c_str());
+    unique_fd out{retry_on_eintr([&] {
+        return ::open(new_path.c_str(),
+                      O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0600);
+    })};
+    if (!out)
+        throw_system_error(errno, "create '{}'", new_path.native());
+    struct remove_unless_renamed {
+        const std::filesystem::path& path;
+        bool renamed = false;
+        ~remove_unless_renamed() {
+            if (!renamed)
+                (void)::unlink(path.c_str());
+        }
+    } cleanup{new_path};
+    if (::flock(out.get(), LOCK_EX | LOCK_NB) != 0)
+        throw_system_error(errno, "lock '{}'", new_path.native());
+
+    // Pass 1: what is served, and the last 'W' record.
+    const auto ignore = [](const journal_damage&) {};
+    served_at_load_.clear();
+    std::optional<std::uint64_t> last_write_seq;
+    std::string last_write_body;
+    journal_scanner pass1{fd_.get(), end};
+    while (const auto r = pass1.next(ignore)) {
+        if (r->type == fmt_::served) {
+            add_served(r->first_seq, fmt_::read_le64(r->body));
+        } else if (r->type == fmt_::output_write) {
+            last_write_seq = r->first_seq;
+            last_write_body.assign(r->body);
+        }
+    }
+    // Pass 2: the unserved orders, in records of consecutive numbers.
+    std::string records;
+    if (last_write_seq)
+        records = fmt_::encode(fmt_::output_write, *last_write_seq, last_write_body);
+    std::string text;
+    std::uint64_t text_first = 0;
+    std::uint64_t text_count = 0;
+    std::uint64_t written = 0;
+    const auto flush = [&](bool all) {
+        if (text_count > 0)
+            records += fmt_::encode(fmt_::orders, text_first, text);
+        text.clear();
+        text_count = 0;
+        if (all || records.size() >= 256 * 1024) {
+            write_all(out.get(), records, new_path);
+            written += records.size();
+            records.clear();
+        }
+    };
+    journal_scanner pass2{fd_.get(), end};
+    while (const auto r = pass2.next(ignore)) {
+        if (r->type != fmt_::orders)
+            continue;
+        std::uint64_t seq = r->first_seq;
+        for (std::size_t pos = 0; pos < r->body.size(); ++seq) {
+            const std::size_t next = r->body.find('\n', pos) + 1;
+            if (!is_served(seq)) {
+                if (text_count > 0 && (seq != text_first + text_count || text.size() >= 65536))
+                    flush(false);
+                if (text_count == 0)
+                    text_first = seq;
+                text.append(r->body.substr(pos, next - pos));
+                ++text_count;
+            }
+            pos = next;
+        }
+    }
+    flush(true);
+    served_at_load_.clear();
+    if (sync_ && ::fdatasync(out.get()) != 0)  // the bulk, before the baristas have to wait
+        throw_system_error(errno, "fdatasync '{}'", new_path.native());
+
+    const std::lock_guard lock{mutex_};
+    // What the baristas appended meanwhile ('S' and 'W' records), as it is.
+    struct stat st{};
+    if (::fstat(fd_.get(), &st) != 0)
+        throw_system_error(errno, "fstat journal '{}'", path_.native());
+    const auto file_end = std::max(static_cast<std::uint64_t>(st.st_size), end);
+    std::string tail(static_cast<std::size_t>(file_end - end), '\0');
+    for (std::size_t got = 0; got < tail.size();) {
+        const ssize_t n = retry_on_eintr([&] {
+            return ::pread(fd_.get(), tail.data() + got, tail.size() - got, static_cast<off_t>(end + got));
+        });
+        if (n <= 0)
+            throw_system_error(n < 0 ? errno : EIO, "read journal '{}'", path_.native());
+        got += static_cast<std::size_t>(n);
+    }
+    write_all(out.get(), tail, new_path);
+    written += tail.size();
+    if (sync_ && ::fsync(out.get()) != 0)
+        throw_system_error(errno, "fsync '{}'", new_path.native());
+    if (::rename(new_path.c_str(), path_.c_str()) != 0)
+        throw_system_error(errno, "rename '{}' to '{}'", new_path.native(), path_.native());
+    cleanup.renamed = true;
+    fd_ = std::move(out);  // the old file, and its lock, go
+    size_ = written;
+    rewritten_bytes_ = written;
+    if (sync_) {
+        directory_unsynced_ = true;  // until then, each append tries again
+        sync_directory();
+    }
+}
+
+void journal::sync_directory() {
+    const std::filesystem::path dir = path_.has_parent_path() ? path_.parent_path() : std::filesystem::path{"."};
+    const unique_fd fd{retry_on_eintr([&] { return ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); })};
+    if (!fd || ::fsync(fd.get()) != 0)
+        throw_system_error(errno, "fsync the journal's directory '{}'", dir.native());
+    directory_unsynced_ = false;
 }
 
 }  // namespace coffee::consumer

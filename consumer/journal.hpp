@@ -33,6 +33,9 @@
 // An order is unserved while no 'S' record covers its number. A torn or
 // corrupt record fails its length or checksum; the reader skips to the next
 // magic that starts a valid record and reports the bytes it skipped.
+// Order numbers only grow through the file: an 'O' record whose first_seq
+// is below the end of the 'O' record before it is a copy (a page written
+// over another), reported as damage and never served again.
 namespace coffee::consumer {
 
 namespace journal_format {
@@ -75,7 +78,8 @@ public:
     void extend(std::uint64_t end) noexcept { end_ = end; }
 
     // The next valid record, or nullopt at the end. Each damaged stretch
-    // passed on the way is given to on_damage once. Throws system_error.
+    // passed on the way is given to on_damage once; an 'O' record that
+    // repeats order numbers is one. Throws system_error.
     std::optional<record> next(const std::function<void(const journal_damage&)>& on_damage);
 
 private:
@@ -90,6 +94,7 @@ private:
     std::string buffer_;
     std::uint64_t buffer_offset_ = 0;
     std::uint64_t next_magic_ = 0;  // where find_magic last found one
+    std::uint64_t next_order_seq_ = 0;  // after the last 'O' record passed on
 };
 
 // Where a write to a stdout that is a regular file goes ('W' record).
@@ -109,6 +114,7 @@ struct journal_load {
     std::vector<journal_damage> damage;  // the first few stretches, for the log
     std::uint64_t damaged_stretches = 0;
     std::optional<output_write> last_output_write;  // the last 'W' record
+    bool unfinished_rewrite = false;  // a rewrite that a kill interrupted was removed
 };
 
 // The journal file, shared by the reader (appends orders) and the baristas
@@ -162,11 +168,26 @@ public:
     // Returns true when it did. Throws system_error.
     bool compact();
 
+    // Rewrites a busy journal: once orders are in flight, the replay is over
+    // and the file has grown past twice its size after the last rewrite
+    // plus `slack`. The unserved orders (with their numbers) and the last
+    // 'W' record go to a new file beside it (rewrite_path()), locked; then
+    // what the baristas appended meanwhile; then it is renamed over the
+    // journal (with sync: fsync of the file first, of the directory after).
+    // A kill at any moment leaves the old journal or the new one, each
+    // whole, and at most a stale new file that the next open removes. Only
+    // the thread that appends orders may call it. Returns true when it did.
+    // Throws system_error: the journal is then as it was.
+    bool rewrite(std::uint64_t slack);
+    [[nodiscard]] std::filesystem::path rewrite_path() const { return path_.native() + ".rewrite"; }
+
 private:
     void load();
     [[nodiscard]] bool is_served(std::uint64_t seq) const;
     void add_served(std::uint64_t first, std::uint64_t count);
     void write_record(char type, std::uint64_t first_seq, std::string_view body);
+    void rewrite_from(std::uint64_t end);  // the records before `end`, then the rest
+    void sync_directory();
 
     std::filesystem::path path_;
     unique_fd fd_;
@@ -174,7 +195,8 @@ private:
     journal_load load_;
 
     // Replay of what was there at the start.
-    std::map<std::uint64_t, std::uint64_t> served_at_load_;  // [first, end) ranges, merged
+    // [first, end) ranges, merged; after the replay, a rewrite's scratch.
+    std::map<std::uint64_t, std::uint64_t> served_at_load_;
     std::optional<journal_scanner> replay_scanner_;
     std::string replay_body_;
     std::size_t replay_pos_ = 0;
@@ -185,6 +207,8 @@ private:
     std::uint64_t size_ = 0;
     std::uint64_t next_seq_ = 0;
     std::atomic<std::uint64_t> in_flight_{0};  // changed under mutex_
+    std::uint64_t rewritten_bytes_ = 0;  // the size after the last rewrite, 0 after emptying
+    bool directory_unsynced_ = false;  // with sync: a rename not yet durable
 };
 
 }  // namespace coffee::consumer

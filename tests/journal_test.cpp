@@ -159,6 +159,68 @@ TEST_CASE("a replayed order marked served is not served again, and an idle journ
     }
 }
 
+TEST_CASE("a busy journal is rewritten with its unserved orders, their numbers, its last stdout write and its lock") {
+    coffee::test::temp_dir dir;
+    const auto path = dir / "journal";
+    {
+        journal j{path, true};  // --sync: the new file and the directory are synced too
+        std::vector<order_batch> batches;
+        for (int i = 0; i < 100; ++i) {
+            batches.push_back(batch_of({"O" + std::to_string(i) + "-a", "O" + std::to_string(i) + "-b"}));
+            j.append_orders(batches.back());
+        }
+        for (int i = 0; i < 100; ++i) {
+            if (i == 10)
+                j.mark_served(batches[10].first_seq, 1);
+            else if (i != 50)
+                j.mark_served(batches[static_cast<std::size_t>(i)].first_seq, 2);
+        }
+        CHECK(j.note_output_write({7, 8, 100, 5}) == 0);
+        CHECK(j.in_flight() == 3);
+        const auto before = j.bytes();
+        CHECK_FALSE(j.rewrite(before + 1));  // not grown past the slack yet
+        CHECK(j.rewrite(0));
+        CHECK(j.bytes() < before / 10);
+        CHECK(std::filesystem::file_size(path) == j.bytes());
+        CHECK_FALSE(std::filesystem::exists(j.rewrite_path()));
+        CHECK_FALSE(j.rewrite(j.bytes()));  // next: past twice this size plus the slack
+        try {
+            journal second{path, false};
+            FAIL("the rewritten journal is not locked");
+        } catch (const coffee::exit_error& e) {
+            CHECK(e.code() == coffee::exit_tempfail);
+        }
+        auto late = batch_of({"late"});
+        j.append_orders(late);  // into the new file, numbered on
+        CHECK(late.first_seq == 200);
+        j.mark_served(batches[50].first_seq, 1);
+        CHECK(j.in_flight() == 3);
+    }
+    journal j{path, false};
+    CHECK_FALSE(j.loaded().unfinished_rewrite);
+    CHECK(j.loaded().damaged_bytes == 0);
+    CHECK(j.loaded().unserved == 3);
+    REQUIRE(j.loaded().last_output_write.has_value());
+    CHECK(j.loaded().last_output_write->offset == 100);
+    CHECK(j.loaded().last_output_write->length == 5);
+    CHECK(replay_all(j) == std::vector<std::string>{"O10-b", "O50-b", "late"});
+}
+
+TEST_CASE("a rewrite that a kill cut short is removed at the next open, and the journal is read as it was") {
+    coffee::test::temp_dir dir;
+    const auto path = dir / "journal";
+    {
+        journal j{path, false};
+        auto a = batch_of({"A1", "A2"});
+        j.append_orders(a);
+    }
+    append_raw(dir / "journal.rewrite", jf::encode(jf::orders, 0, "half a rewrite\n"));
+    journal j{path, false};
+    CHECK(j.loaded().unfinished_rewrite);
+    CHECK_FALSE(std::filesystem::exists(dir / "journal.rewrite"));
+    CHECK(replay_all(j) == std::vector<std::string>{"A1", "A2"});
+}
+
 TEST_CASE("a torn last record is reported with its offset and never served") {
     coffee::test::temp_dir dir;
     const auto path = dir / "journal";

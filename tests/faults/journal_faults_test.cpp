@@ -13,7 +13,10 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <random>
+#include <thread>
 
 using namespace coffee::test;
 using namespace coffee::test::faults;
@@ -80,6 +83,48 @@ void journal_with_orders(const std::filesystem::path& fifo, const std::filesyste
     CHECK(consumer.stop() == 0);
     served = consumer.output().lines();
     REQUIRE(std::filesystem::file_size(journal) > 1000);
+}
+
+// Writes `orders` (each followed by `eol`) into the held FIFO as fast as it
+// takes them.
+void stream(int fifo, const std::vector<std::string>& orders, std::string_view eol) {
+    std::string text;
+    for (const auto& order : orders) {
+        text += order;
+        text += eol;
+    }
+    for (std::string_view rest = text; !rest.empty();) {
+        const ssize_t n = ::write(fifo, rest.data(), std::min<std::size_t>(rest.size(), 65536));
+        if (n < 0 && errno != EAGAIN)
+            FAIL("write to the FIFO: ", std::strerror(errno));
+        if (n > 0)
+            rest.remove_prefix(static_cast<std::size_t>(n));
+        else
+            std::this_thread::sleep_for(std::chrono::microseconds{200});
+    }
+}
+
+// A shop kept busy: `orders` streamed into its pipe faster than it serves
+// them, so that orders are in flight all the time. Returns the journal's
+// peak size (sampled every millisecond) and the tally after a stop.
+std::pair<std::uintmax_t, tally> busy_shop(const std::vector<std::string>& orders, std::string_view eol,
+                                           const std::vector<std::string>& args) {
+    scratch_shop shop;
+    std::vector<std::string> all_args{"--journal", shop.journal.native(), "-q"};
+    all_args.insert(all_args.end(), args.begin(), args.end());
+    consumer_fixture consumer{shop.fifo, all_args};
+    std::thread writer{[&] { stream(shop.holder.get(), orders, eol); }};
+    std::uintmax_t peak = 0;
+    const auto give_up = std::chrono::steady_clock::now() + 300s;
+    while (consumer.output().line_count() < orders.size() && std::chrono::steady_clock::now() < give_up) {
+        std::error_code ec;
+        if (const auto size = std::filesystem::file_size(shop.journal, ec); !ec)
+            peak = std::max(peak, size);
+        std::this_thread::sleep_for(1ms);
+    }
+    writer.join();
+    CHECK(consumer.stop() == 0);
+    return {peak, count(orders, consumer.output().lines())};
 }
 
 }  // namespace
@@ -377,6 +422,80 @@ TEST_CASE("a real journal followed by 50 MiB of garbage: its orders served, the 
     CHECK(t.duplicated == 0);
     CHECK(rss < 48 * 1024);  // less than the 50 MiB file itself, even with ASan's ~28 MiB
     CHECK(consumer.output().err().find(" warning: journal ") != std::string::npos);
+}
+
+// A page written over the next one (a disk or a copy gone wrong) can carry
+// whole valid order records: their numbers come again, and they are
+// refused, not served twice. What the copy destroyed is reported.
+TEST_CASE("a journal page copied over the next one: its whole order records are not served twice") {
+    namespace jf = coffee::consumer::journal_format;
+    scratch_shop shop;
+    constexpr std::size_t page = 4096;
+    constexpr unsigned per_record = 100;  // 1,424-byte records: two whole ones in the first page
+    std::string file;
+    std::vector<std::string> intact;  // the orders of records that the copy leaves alone
+    for (unsigned r = 0; r < 20; ++r) {
+        std::string body;
+        std::vector<std::string> orders;
+        for (unsigned i = 0; i < per_record; ++i) {
+            orders.push_back(order_name(0, r * per_record + i));
+            body += orders.back() + "\n";
+        }
+        const std::size_t begin = file.size();
+        file += jf::encode(jf::orders, std::uint64_t{r} * per_record, body);
+        if (file.size() <= page || begin >= 2 * page)
+            intact.insert(intact.end(), orders.begin(), orders.end());
+    }
+    REQUIRE(file.size() > 3 * page);
+    file.replace(page, page, file.substr(0, page));
+    {
+        const unique_fd fd{::open(shop.journal.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)};
+        REQUIRE(fd);
+        REQUIRE(::write(fd.get(), file.data(), file.size()) == static_cast<ssize_t>(file.size()));
+    }
+    order_book book;
+    book.all = intact;
+    std::vector<std::string> served;
+    std::string log;
+    drain(shop.fifo, shop.journal, book, served, &log);
+    const tally t = count(intact, served);
+    MESSAGE(t.describe(), "\n", log);
+    CHECK(t.lost == 0);
+    CHECK(t.duplicated == 0);  // the copied records' 200 orders, once each
+    CHECK(t.torn == 0);        // nothing of the destroyed records
+    CHECK(served.size() == intact.size());
+    CHECK(log.find("at offset 4096 are not valid records (orders 0..99 again after order 199") != std::string::npos);
+}
+
+// Producers ahead of the baristas all the time: no moment with nothing in
+// flight, so the journal is never emptied; it is rewritten with its unserved
+// orders as it goes, and stays under README's bound (about twice the
+// unserved orders plus 2 MiB: here a few KiB of them at brew 1 ms; at brew
+// 0 the queue's 1,024 orders and up to about 2 MiB of takes), with every
+// order served once.
+TEST_CASE("a shop that is never idle: the journal stays under its bound, nothing lost or served twice") {
+    SUBCASE("brew 1ms, 4 baristas, orders of 1 KB") {
+        std::vector<std::string> orders;
+        for (int i = 0; i < 12000; ++i)
+            orders.push_back(fmt::format("busy-{:06}-{}-end", i, std::string(1000, 'x')));
+        const auto [peak, t] = busy_shop(orders, "\n", {"--brew-time", "1ms", "--baristas", "4"});
+        MESSAGE("the journal's peak: ", peak, " bytes for ", orders.size() * 1016, " bytes of orders; ", t.describe());
+        CHECK(peak < 3U << 20U);
+        CHECK(t.lost == 0);
+        CHECK(t.duplicated == 0);
+        CHECK(t.torn == 0);
+    }
+    SUBCASE("brew 0, a CRLF storm (every order goes the journal's way)") {
+        std::vector<std::string> orders;
+        for (int i = 0; i < 1'500'000; ++i)
+            orders.push_back(fmt::format("crlf-{:08}-end", i));
+        const auto [peak, t] = busy_shop(orders, "\r\n", {"--brew-time", "0"});
+        MESSAGE("the journal's peak: ", peak, " bytes for ", orders.size() * 19, " bytes of orders; ", t.describe());
+        CHECK(peak < 10U << 20U);
+        CHECK(t.lost == 0);
+        CHECK(t.duplicated == 0);
+        CHECK(t.torn == 0);
+    }
 }
 
 }  // TEST_SUITE
