@@ -206,6 +206,15 @@ void check_node(const std::filesystem::path& path, const struct stat& st) {
     if (st.st_nlink > 1)
         throw exit_error(exit_noperm, fmt::format("journal '{}' has {} hard links; refusing it (left untouched)",
                                                   path.native(), st.st_nlink));
+    // Making it 0600 now would not close a descriptor opened while it was
+    // open to others: through it, they could still read the orders and
+    // write records.
+    if ((st.st_mode & 077) != 0)
+        throw exit_error(exit_noperm,
+                         fmt::format("journal '{}' has mode {:04o}: others may read it or write records into it, and "
+                                     "may still hold it open; refusing it (left untouched: check it, then chmod 0600 "
+                                     "it or remove it)",
+                                     path.native(), st.st_mode & 07777));
 }
 
 unique_fd open_journal_file(const std::filesystem::path& path) {

@@ -118,7 +118,8 @@ public:
     // Opens (creates 0600) the journal at `path` and takes its lock. Refuses
     // at once, without opening it blocking or touching it: a symlink, FIFO,
     // device, directory or socket (exit_error 78), a file owned by someone
-    // else or with other hard links (77); another consumer using it (75).
+    // else, with other hard links, or with any permission for group or
+    // others (77); another consumer using it (75).
     // sync: fdatasync each order record before append_orders returns.
     // Then scans it (see load()). Throws exit_error / system_error.
     journal(std::filesystem::path path, bool sync);

@@ -305,6 +305,27 @@ TEST_CASE("what is not a regular file of ours is refused at once and left untouc
         REQUIRE(::stat("/dev/null", &st) == 0);
         CHECK(S_ISCHR(st.st_mode));
     }
+    SUBCASE("a file that others may read or write") {
+        const auto path = dir / "journal";
+        coffee::test::write_file(path, jf::encode(jf::orders, 0, "Secret\n"));
+        for (const mode_t mode : {0666U, 0604U, 0620U}) {
+            CAPTURE(mode);
+            REQUIRE(::chmod(path.c_str(), mode) == 0);
+            try {
+                journal j{path, false};
+                FAIL("a journal open to others was accepted");
+            } catch (const coffee::exit_error& e) {
+                CHECK(e.code() == coffee::exit_noperm);
+                CHECK(std::string{e.what()}.find("has mode 0") != std::string::npos);
+            }
+            struct stat st{};
+            REQUIRE(::lstat(path.c_str(), &st) == 0);
+            CHECK((st.st_mode & 07777) == mode);
+        }
+        REQUIRE(::chmod(path.c_str(), 0600) == 0);  // once its owner has checked it
+        journal j{path, false};
+        CHECK(replay_all(j) == std::vector<std::string>{"Secret"});
+    }
     SUBCASE("a file with another hard link") {
         const auto other = dir / "other";
         coffee::test::write_file(other, "");
