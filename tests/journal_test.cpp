@@ -118,20 +118,60 @@ TEST_CASE("stdout writes are recorded: the last one comes back, and orders are n
         journal j{path, false};
         auto a = batch_of({"A1", "A2"});
         j.append_orders(a);
-        CHECK(j.note_output_write({1, 2, 0, 6}) == 0);
+        coffee::consumer::output_file file{1, 2, true, 1700000000, 5, true, 77};
+        std::string body;
+        jf::encode_output_write(body, file, 0, "A1\nA2\n");
+        CHECK(j.note_output_write(body) == 0);
         j.mark_served(a.first_seq, 1);
-        CHECK(j.note_output_write({1, 2, 6, 3}) == 0);
+        jf::encode_output_write(body, file, 6, "A2\n");
+        CHECK(j.note_output_write(body) == 0);
     }
     journal j{path, false};
     REQUIRE(j.loaded().last_output_write.has_value());
     const auto& w = *j.loaded().last_output_write;
-    CHECK(w.device == 1);
-    CHECK(w.inode == 2);
+    CHECK(w.file.device == 1);
+    CHECK(w.file.inode == 2);
+    CHECK(w.file.birth_sec == 1700000000);
+    CHECK(w.file.generation == 77);
     CHECK(w.offset == 6);
     CHECK(w.length == 3);
     CHECK(j.loaded().damaged_bytes == 0);
     CHECK(j.loaded().unserved == 1);
     CHECK(replay_all(j) == std::vector<std::string>{"A2"});
+}
+
+TEST_CASE("a stdout write's record proves which prefixes a kill can leave, and nothing longer than one write") {
+    const coffee::consumer::output_file file{1, 2, true, 1700000000, 5, false, 0};
+    std::string bytes;
+    for (int i = 0; bytes.size() < 20000; ++i)
+        bytes += "Order " + std::to_string(i) + "\n";
+    std::string body;
+    const std::uint64_t offset = 1000;  // not page-aligned: the first page of the write is short
+    jf::encode_output_write(body, file, offset, bytes);
+    const auto w = jf::decode_output_write(body);
+    REQUIRE(w.has_value());
+    CHECK(w->length == bytes.size());
+    CHECK(w->prefix_crcs.size() == 5);  // 4096, 8192, 12288, 16384, 20480 lie inside [1000, 21000+)
+    for (std::uint64_t end = 4096; end < offset + bytes.size(); end += 4096) {
+        CAPTURE(end);
+        REQUIRE(w->prefix_crc(end).has_value());
+        CHECK(*w->prefix_crc(end) == coffee::crc32c(std::string_view{bytes}.substr(0, end - offset)));
+    }
+    CHECK_FALSE(w->prefix_crc(offset).has_value());
+    CHECK_FALSE(w->prefix_crc(4097).has_value());  // a kill stops a write at a page boundary only
+    CHECK_FALSE(w->prefix_crc(offset + bytes.size()).has_value());
+
+    // A record claiming more than one output chunk is damage, not a licence to cut.
+    coffee::test::temp_dir dir;
+    const auto path = dir / "journal";
+    std::string crafted = body;
+    crafted.replace(24, 8, jf::le64(std::uint64_t{1} << 40));
+    coffee::test::write_file(path, jf::encode(jf::output_write, 0, crafted));
+    ::chmod(path.c_str(), 0600);
+    journal j{path, false};
+    CHECK_FALSE(j.loaded().last_output_write.has_value());
+    REQUIRE(j.loaded().damage.size() == 1);
+    CHECK(j.loaded().damage[0].reason.find("impossible stdout write") != std::string::npos);
 }
 
 TEST_CASE("a replayed order marked served is not served again, and an idle journal is emptied") {
