@@ -5,7 +5,6 @@
 #include "order_queue.hpp"
 #include "status.hpp"
 
-#include <coffee/crc32c.hpp>
 #include <coffee/errors.hpp>
 #include <coffee/fifo.hpp>
 #include <coffee/line_protocol.hpp>
@@ -326,7 +325,7 @@ void no_hole_before_output() {
 // that write's. The same file (device, inode, and birth time or inode
 // generation: not a file that got the inode number later), ending at a page
 // boundary inside the write, and holding there the write's first bytes
-// (their CRC-32C, recorded for each page boundary). Anything else, such as
+// (the CRC-32C of each page of them). Anything else, such as
 // another writer's bytes after ours, is left alone, and said so: the orders
 // are served again after it.
 void cut_unfinished_write(const journal_load& loaded) {
@@ -352,13 +351,12 @@ void cut_unfinished_write(const journal_load& loaded) {
                   : "this file system cannot tell whether it is the file that write went to");
         return;
     }
-    const std::optional<std::uint32_t> crc = last->prefix_crc(size);
-    if (!crc) {
+    if (!last->may_stop_at(size)) {
         leave("a kill stops a write at a page boundary, and this end is none: the bytes there may not be ours");
         return;
     }
     const std::optional<std::string> tail = read_output(last->offset, size);
-    if (!tail || crc32c(*tail) != *crc) {
+    if (!tail || !last->began_with(*tail)) {
         leave(tail ? "those bytes are not the ones that write began with (another writer's?)"
                    : fmt::format("they cannot be read: {}", std::strerror(errno)));
         return;

@@ -111,11 +111,23 @@ std::uint64_t pages_inside(std::uint64_t offset, std::uint64_t length) noexcept 
 
 }  // namespace
 
-std::optional<std::uint32_t> output_write::prefix_crc(std::uint64_t end) const noexcept {
-    if (end <= offset || end - offset >= length || end % fmt_::output_page != 0)
-        return std::nullopt;
-    const std::uint64_t i = end / fmt_::output_page - offset / fmt_::output_page - 1;
-    return i < prefix_crcs.size() ? std::optional{prefix_crcs[i]} : std::nullopt;
+bool output_write::may_stop_at(std::uint64_t end) const noexcept {
+    return end > offset && end - offset < length && end % fmt_::output_page == 0;
+}
+
+bool output_write::began_with(std::string_view bytes) const noexcept {
+    if (!may_stop_at(offset + bytes.size()))
+        return false;
+    std::size_t i = 0;
+    for (std::uint64_t from = offset; from < offset + bytes.size(); ++i) {
+        const std::uint64_t to = (from / fmt_::output_page + 1) * fmt_::output_page;
+        if (i >= page_crcs.size() ||
+            crc32c(bytes.substr(static_cast<std::size_t>(from - offset), static_cast<std::size_t>(to - from))) !=
+                page_crcs[i])
+            return false;
+        from = to;
+    }
+    return true;
 }
 
 namespace journal_format {
@@ -138,15 +150,20 @@ void encode_output_write(std::string& out, const output_file& file, std::uint64_
     le32(file.birth_nsec);
     le64(static_cast<std::uint64_t>(file.birth_sec));
     le64(file.generation);
-    // One pass over the bytes, the running CRC taken at each page boundary.
-    std::uint32_t crc = 0;
-    std::uint64_t from = offset;
-    for (std::uint64_t page = offset / output_page + 1; page * output_page < offset + bytes.size(); ++page) {
-        const std::uint64_t to = page * output_page;
-        crc = crc32c(bytes.substr(static_cast<std::size_t>(from - offset), static_cast<std::size_t>(to - from)), crc);
-        le32(crc);
-        from = to;
-    }
+    // The pieces: up to the first page boundary, then whole pages up to the
+    // last boundary inside the write; three pages at a time where there are.
+    const std::uint64_t end = offset + bytes.size();
+    const std::uint64_t first = (offset / output_page + 1) * output_page;
+    if (first >= end)
+        return;
+    le32(crc32c(bytes.substr(0, static_cast<std::size_t>(first - offset))));
+    const char* page = bytes.data() + (first - offset);
+    std::uint64_t pages = pages_inside(offset, bytes.size()) - 1;
+    for (; pages >= 3; pages -= 3, page += 3 * output_page)
+        for (const std::uint32_t crc : crc32c_3(page, page + output_page, page + 2 * output_page, output_page))
+            le32(crc);
+    for (; pages > 0; --pages, page += output_page)
+        le32(crc32c({page, output_page}));
 }
 
 std::optional<consumer::output_write> decode_output_write(std::string_view body) {
@@ -167,7 +184,7 @@ std::optional<consumer::output_write> decode_output_write(std::string_view body)
         body.size() != output_write_bytes + 4 * pages_inside(w.offset, w.length))
         return std::nullopt;
     for (std::size_t at = output_write_bytes; at < body.size(); at += 4)
-        w.prefix_crcs.push_back(read_le32(body.substr(at, 4)));
+        w.page_crcs.push_back(read_le32(body.substr(at, 4)));
     return w;
 }
 

@@ -33,9 +33,10 @@
 //                         most max_output_write), which of birth time and
 //                         generation follow (4: bit 0, bit 1), birth time's
 //                         nanoseconds (4), seconds (8), inode generation (8),
-//                         then for each file offset inside the write that is
-//                         a multiple of output_page, in order, the CRC-32C
-//                         of the write's bytes from its start to there (4)
+//                         then the CRC-32C (4 each) of each piece of the
+//                         write that ends at a file offset inside it that is
+//                         a multiple of output_page: the first from the
+//                         write's start, the others a page each
 // An order is unserved while no 'S' record covers its number. A torn or
 // corrupt record fails its length or checksum; the reader skips to the next
 // magic that starts a valid record and reports the bytes it skipped.
@@ -129,14 +130,18 @@ struct output_write {
     output_file file;
     std::uint64_t offset = 0;
     std::uint64_t length = 0;
-    // The CRC-32C of the write's first bytes up to each file offset inside
-    // it that is a multiple of output_page, in order.
-    std::vector<std::uint32_t> prefix_crcs;
+    // The CRC-32C of each piece of the write that ends at a file offset
+    // inside it that is a multiple of output_page, in order: the first from
+    // `offset`, the others a page each.
+    std::vector<std::uint32_t> page_crcs;
 
-    // The CRC-32C of the write's bytes from offset to `end`, when `end` is
-    // where a kill may have stopped it part-way: a multiple of output_page
-    // inside it.
-    [[nodiscard]] std::optional<std::uint32_t> prefix_crc(std::uint64_t end) const noexcept;
+    // True when `end` is where a kill may have stopped the write part-way:
+    // a multiple of output_page inside it.
+    [[nodiscard]] bool may_stop_at(std::uint64_t end) const noexcept;
+    // True when `bytes`, found in the file from `offset`, are the write's
+    // first bytes, as far as their CRCs tell; they must end where it may
+    // stop.
+    [[nodiscard]] bool began_with(std::string_view bytes) const noexcept;
 };
 
 namespace journal_format {

@@ -76,6 +76,23 @@ TEST_CASE("crc32c matches the published check values") {
               coffee::crc32c(text));
 }
 
+TEST_CASE("crc32c_3 gives each buffer's crc32c, whatever its length") {
+    std::mt19937 random{7};
+    std::string bytes(3 * 4099, '\0');
+    for (char& c : bytes)
+        c = static_cast<char>(random() & 0xFFU);
+    for (const std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{8}, std::size_t{4096},
+                                std::size_t{4099}}) {
+        CAPTURE(n);
+        const char* p = bytes.data();
+        const auto crcs = coffee::crc32c_3(p, p + n, p + 2 * n, n);
+        CHECK(crcs[0] == coffee::crc32c({p, n}));
+        CHECK(crcs[1] == coffee::crc32c({p + n, n}));
+        CHECK(crcs[2] == coffee::crc32c({p + 2 * n, n}));
+    }
+    CHECK(coffee::crc32c_3("123456789", "123456789", "123456789", 9)[2] == 0xE3069283U);
+}
+
 TEST_CASE("round trip: unserved orders come back in order and served ones do not") {
     coffee::test::temp_dir dir;
     const auto path = dir / "journal";
@@ -151,15 +168,21 @@ TEST_CASE("a stdout write's record proves which prefixes a kill can leave, and n
     const auto w = jf::decode_output_write(body);
     REQUIRE(w.has_value());
     CHECK(w->length == bytes.size());
-    CHECK(w->prefix_crcs.size() == 5);  // 4096, 8192, 12288, 16384, 20480 lie inside [1000, 21000+)
+    CHECK(w->page_crcs.size() == 5);  // 4096, 8192, 12288, 16384, 20480 lie inside [1000, 21000+)
     for (std::uint64_t end = 4096; end < offset + bytes.size(); end += 4096) {
         CAPTURE(end);
-        REQUIRE(w->prefix_crc(end).has_value());
-        CHECK(*w->prefix_crc(end) == coffee::crc32c(std::string_view{bytes}.substr(0, end - offset)));
+        const std::string_view prefix = std::string_view{bytes}.substr(0, end - offset);
+        CHECK(w->may_stop_at(end));
+        CHECK(w->began_with(prefix));
+        std::string changed{prefix};
+        changed[changed.size() / 2] ^= 1;  // one bit anywhere in it
+        CHECK_FALSE(w->began_with(changed));
     }
-    CHECK_FALSE(w->prefix_crc(offset).has_value());
-    CHECK_FALSE(w->prefix_crc(4097).has_value());  // a kill stops a write at a page boundary only
-    CHECK_FALSE(w->prefix_crc(offset + bytes.size()).has_value());
+    CHECK_FALSE(w->may_stop_at(offset));
+    CHECK_FALSE(w->may_stop_at(4097));  // a kill stops a write at a page boundary only
+    CHECK_FALSE(w->may_stop_at(offset + bytes.size()));
+    CHECK_FALSE(w->began_with(std::string_view{bytes}.substr(0, 4097 - offset)));
+    CHECK_FALSE(w->began_with(""));
 
     // A record claiming more than one output chunk is damage, not a licence to cut.
     coffee::test::temp_dir dir;
