@@ -180,7 +180,12 @@ TEST_CASE("a write to a stdout file cut short by a kill: the next start cuts it 
         const auto out = shop.dir / "served";
         const std::size_t torn = 4096 - kept.size();  // the kill stopped it at the first page boundary
         write_file(out, kept + (finished ? write : write.substr(0, torn)));
-        killed_while_writing(shop, write_record(file_of(out), kept.size(), write), write);
+        const output_file file = file_of(out);
+        if (!file.has_birth && !file.has_generation) {
+            skip("the file system of the test's directory tells neither birth time nor inode generation");
+            return;
+        }
+        killed_while_writing(shop, write_record(file, kept.size(), write), write);
         const std::string log = serve_again(shop, out, kept.size() + (finished ? write.size() : 0), write);
         check_kept_then_served(out, kept + (finished ? write : ""), write);
         const bool said_so = log.find(fmt::format("cut off the {} bytes at offset 12", torn)) != std::string::npos;
