@@ -103,6 +103,7 @@ constexpr std::size_t brewing_take = max_line_bytes;
 // for the shop (note_output_write, cut_unfinished_write).
 constexpr std::size_t pipe_output_chunk = max_line_bytes;
 constexpr std::size_t file_output_chunk = 131072;
+static_assert(file_output_chunk <= journal_format::max_output_write, "a 'W' record describes one output chunk");
 // An unfinished line (no LF) at the pipe's tail, wherever that is, is cut
 // off once nothing has been added to it for fragment_timeout, or once it is
 // fragment_max_age old, so that it is not glued onto the next writer's line:
@@ -268,32 +269,120 @@ std::size_t stdout_chunk() {
     return pipe_output_chunk;
 }
 
-// Cuts a stdout that is a regular file back to `offset`: the start of a
-// write that did not finish. True when it did.
-bool cut_output_back(std::uint64_t offset) {
+// The bytes of stdout, a regular file, from `offset` to `end` (at most one
+// output chunk), or nullopt when they cannot be read. Stdout is open for
+// writing only (`>> file`): they are read through a second, read-only open
+// of the same file, /proc/self/fd/1.
+std::optional<std::string> read_output(std::uint64_t offset, std::uint64_t end) {
+    if (end < offset || end - offset > file_output_chunk)
+        return std::nullopt;
+    const unique_fd in{::open("/proc/self/fd/1", O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)};
+    struct stat out{};
+    struct stat again{};
+    if (!in || ::fstat(STDOUT_FILENO, &out) != 0 || ::fstat(in.get(), &again) != 0 || again.st_dev != out.st_dev ||
+        again.st_ino != out.st_ino)
+        return std::nullopt;
+    std::string bytes(static_cast<std::size_t>(end - offset), '\0');
+    std::size_t got = 0;
+    while (got < bytes.size()) {
+        const ssize_t n = retry_on_eintr([&] {
+            return ::pread(in.get(), bytes.data() + got, bytes.size() - got, static_cast<off_t>(offset + got));
+        });
+        if (n <= 0) {
+            if (n == 0)
+                errno = ENODATA;  // it shrank
+            return std::nullopt;
+        }
+        got += static_cast<std::size_t>(n);
+    }
+    return bytes;
+}
+
+// Cuts a stdout that is a regular file back to `offset`, the start of a
+// write that did not finish, when it still ends at `end`, where its bytes
+// from `offset` were found to be that write's. The file offset moves back
+// first (without O_APPEND): a kill between the two leaves the file as it
+// was, to be cut by the next start, never an offset past its end, where
+// the next write would leave a run of NUL bytes. True when it did.
+bool cut_output_back(std::uint64_t offset, std::uint64_t end) {
     const auto at = static_cast<off_t>(offset);
-    if (::ftruncate(STDOUT_FILENO, at) != 0)
+    struct stat st{};
+    if (::fstat(STDOUT_FILENO, &st) != 0)
         return false;
-    if (::lseek(STDOUT_FILENO, 0, SEEK_CUR) > at)
-        (void)::lseek(STDOUT_FILENO, at, SEEK_SET);
-    return true;
+    if (static_cast<std::uint64_t>(st.st_size) != end) {
+        errno = EAGAIN;  // someone else wrote to it since: those bytes are not ours to cut
+        return false;
+    }
+    if ((::fcntl(STDOUT_FILENO, F_GETFL) & O_APPEND) == 0 && ::lseek(STDOUT_FILENO, 0, SEEK_CUR) > at &&
+        ::lseek(STDOUT_FILENO, at, SEEK_SET) != at)
+        return false;
+    return ::ftruncate(STDOUT_FILENO, at) == 0;
+}
+
+// Without O_APPEND, a stdout file whose offset is past its end (left so by
+// whoever shares the descriptor) would get a run of NUL bytes before our
+// first line: start at its end instead.
+void no_hole_before_output() {
+    struct stat st{};
+    if (::fstat(STDOUT_FILENO, &st) != 0 || !S_ISREG(st.st_mode) ||
+        (::fcntl(STDOUT_FILENO, F_GETFL) & O_APPEND) != 0)
+        return;
+    const off_t at = ::lseek(STDOUT_FILENO, 0, SEEK_CUR);
+    if (at <= st.st_size)
+        return;
+    if (::lseek(STDOUT_FILENO, st.st_size, SEEK_SET) == st.st_size)
+        spdlog::warn("stdout: its offset {} is past its end {}; writing at its end, not after {} NUL bytes", at,
+                     st.st_size, at - st.st_size);
+    else
+        spdlog::warn("stdout: its offset {} is past its end {}, and it cannot be moved back: {}", at, st.st_size,
+                     std::strerror(errno));
 }
 
 // A consumer killed in the middle of a big write() to a stdout file left
 // part of it there: the kernel stops such a write at a page boundary, in
-// the middle of a line. When stdout is that file and it ends inside the
-// last write the journal recorded, that write is cut off again: none of its
-// orders was recorded served, and all of them are served again, whole.
+// the middle of a line. When stdout ends inside the last write the journal
+// recorded, that part is cut off again, and its orders (none was recorded
+// served) are served again, whole: but only when the bytes are provably
+// that write's. The same file (device, inode, and birth time or inode
+// generation: not a file that got the inode number later), ending at a page
+// boundary inside the write, and holding there the write's first bytes
+// (the CRC-32C of each page of them). Anything else, such as
+// another writer's bytes after ours, is left alone, and said so: the orders
+// are served again after it.
 void cut_unfinished_write(const journal_load& loaded) {
+    no_hole_before_output();
     const std::optional<output_write>& last = loaded.last_output_write;
     struct stat st{};
     if (!last || ::fstat(STDOUT_FILENO, &st) != 0 || !S_ISREG(st.st_mode) ||
-        static_cast<std::uint64_t>(st.st_dev) != last->device || static_cast<std::uint64_t>(st.st_ino) != last->inode)
+        static_cast<std::uint64_t>(st.st_dev) != last->file.device ||
+        static_cast<std::uint64_t>(st.st_ino) != last->file.inode)
         return;
     const auto size = static_cast<std::uint64_t>(st.st_size);
     if (size <= last->offset || size >= last->offset + last->length)
         return;
-    if (cut_output_back(last->offset))
+    const auto leave = [&](std::string_view why) {
+        spdlog::warn("stdout ends {} bytes into the last write the previous consumer began at offset {}, but {}; "
+                     "left alone (its orders are served again after them)",
+                     size - last->offset, last->offset, why);
+    };
+    const std::optional<output_file> now = output_file::of(STDOUT_FILENO);
+    if (!now || !now->same_as(last->file)) {
+        leave(now && (now->has_birth || now->has_generation)
+                  ? "it is not the file that write went to (another file has its inode number now)"
+                  : "this file system cannot tell whether it is the file that write went to");
+        return;
+    }
+    if (!last->may_stop_at(size)) {
+        leave("a kill stops a write at a page boundary, and this end is none: the bytes there may not be ours");
+        return;
+    }
+    const std::optional<std::string> tail = read_output(last->offset, size);
+    if (!tail || !last->began_with(*tail)) {
+        leave(tail ? "those bytes are not the ones that write began with (another writer's?)"
+                   : fmt::format("they cannot be read: {}", std::strerror(errno)));
+        return;
+    }
+    if (cut_output_back(last->offset, size))
         spdlog::warn("stdout: cut off the {} bytes at offset {} that the previous consumer wrote of {} when it died; "
                      "those orders are served again",
                      size - last->offset, last->offset, last->length);
@@ -336,7 +425,7 @@ public:
         if (!devnull_)
             throw_system_error(errno, "open /dev/null");
         if (struct stat out{}; ::fstat(STDOUT_FILENO, &out) == 0 && S_ISREG(out.st_mode)) {
-            stdout_file_ = output_write{static_cast<std::uint64_t>(out.st_dev), static_cast<std::uint64_t>(out.st_ino)};
+            stdout_file_ = output_file::of(STDOUT_FILENO);
             stdout_append_ = (::fcntl(STDOUT_FILENO, F_GETFL) & O_APPEND) != 0;
         }
         auto [peek_read, peek_write] = make_pipe();
@@ -382,7 +471,8 @@ private:
     [[nodiscard]] bool may_serve_from_pipe() const;
     written write_chunk(std::string_view text, std::uint64_t lines, int fd = STDOUT_FILENO);
     void output_error(int err);
-    std::optional<std::uint64_t> note_output_write(std::size_t length);
+    std::optional<std::uint64_t> note_output_write(std::string_view chunk);
+    void cut_failed_write(std::uint64_t offset, std::string_view out);
     void handle_signals();
     std::size_t take_orders(std::size_t limit);
     bool take_lines(std::string_view lines, bool whole_peek);
@@ -426,7 +516,7 @@ private:
     std::size_t record_limit_;
     bool stdout_is_journal_;
     std::size_t output_chunk_;
-    std::optional<output_write> stdout_file_;  // device and inode, when stdout is a regular file
+    std::optional<output_file> stdout_file_;  // when stdout is a regular file
     bool stdout_append_ = false;
     // Whether each order is logged at info level: the level is set before
     // the shop opens, and asked once (not for every take of a quiet shop).
@@ -481,6 +571,7 @@ private:
     std::atomic<bool> output_note_failed_{false};
     std::mutex output_mutex_;
     std::string prefixed_;  // under output_mutex_: lines with their journal priority
+    std::string output_note_;  // under output_mutex_: the 'W' record of the next write
     barista_board board_;
 };
 
@@ -751,7 +842,7 @@ shop::written shop::write_chunk(std::string_view text, std::uint64_t lines, int 
         }
         chunk = prefixed_;
     }
-    const std::optional<std::uint64_t> file_offset = note_output_write(chunk.size());
+    const std::optional<std::uint64_t> file_offset = note_output_write(chunk);
     std::size_t written_bytes = 0;
     while (written_bytes < chunk.size()) {
         const ssize_t n = retry_on_eintr(
@@ -760,7 +851,7 @@ shop::written shop::write_chunk(std::string_view text, std::uint64_t lines, int 
             const int err = errno;
             if (file_offset) {
                 if (written_bytes > 0)
-                    (void)cut_output_back(*file_offset);
+                    cut_failed_write(*file_offset, chunk.substr(0, written_bytes));
                 return {0, 0, err};
             }
             // A socket keeps what went out: the whole lines among it are served.
@@ -784,11 +875,13 @@ void shop::output_error(int err) {
 }
 
 // When stdout is a regular file: records in the journal where the next
-// write goes (the file's offset, or its end with O_APPEND), and returns that
-// offset. A write to a file is all or nothing for us: one that fails part-way
-// is cut back to this offset (cut_output_back), and one that a kill stops
-// part-way is cut back by the next start (cut_unfinished_write).
-std::optional<std::uint64_t> shop::note_output_write(std::size_t length) {
+// write goes (the file's offset, or its end with O_APPEND) and what it
+// holds, and returns that offset. A write to a file is all or nothing for
+// us: one that fails part-way is cut back to this offset (cut_failed_write),
+// and one that a kill stops part-way is cut back by the next start
+// (cut_unfinished_write), each only where the bytes there are provably
+// this write's.
+std::optional<std::uint64_t> shop::note_output_write(std::string_view chunk) {
     if (!stdout_file_)
         return std::nullopt;
     off_t offset = 0;
@@ -800,14 +893,24 @@ std::optional<std::uint64_t> shop::note_output_write(std::size_t length) {
     }
     if (offset < 0)
         return std::nullopt;
-    output_write w = *stdout_file_;
-    w.offset = static_cast<std::uint64_t>(offset);
-    w.length = length;
-    if (const int err = journal_.note_output_write(w); err != 0 && !output_note_failed_.exchange(true))
+    journal_format::encode_output_write(output_note_, *stdout_file_, static_cast<std::uint64_t>(offset), chunk);
+    if (const int err = journal_.note_output_write(output_note_); err != 0 && !output_note_failed_.exchange(true))
         spdlog::warn("cannot record stdout's writes in the journal '{}': {}; a kill in the middle of a write may "
                      "leave an unfinished line at the end of stdout",
                      journal_.path().native(), std::strerror(err));
-    return w.offset;
+    return static_cast<std::uint64_t>(offset);
+}
+
+// A write to a stdout file at `offset` failed after `out`: cuts that
+// part off again, when the file ends with exactly it there (with O_APPEND,
+// another writer may have written in between, or after it).
+void shop::cut_failed_write(std::uint64_t offset, std::string_view out) {
+    const std::uint64_t end = offset + out.size();
+    if (read_output(offset, end) == out && cut_output_back(offset, end))
+        return;
+    spdlog::warn("stdout: the {} bytes written at offset {} before the write failed are left there (not provably "
+                 "all ours at the end of the file, or not cut: {}); their orders are served again",
+                 out.size(), offset, std::strerror(errno));
 }
 
 // True when a write of up to PIPE_BUF bytes to stdout would not block now

@@ -5,7 +5,9 @@
 #include <coffee/posix.hpp>
 
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -74,6 +76,120 @@ std::string encode(char type, std::uint64_t first_seq, std::string_view body) {
 
 namespace fmt_ = journal_format;
 
+std::optional<output_file> output_file::of(int fd) {
+    struct stat st{};
+    if (::fstat(fd, &st) != 0)
+        return std::nullopt;
+    output_file f{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+    struct statx sx{};
+    if (::statx(fd, "", AT_EMPTY_PATH, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME) != 0) {
+        f.has_birth = true;
+        f.birth_sec = sx.stx_btime.tv_sec;
+        f.birth_nsec = sx.stx_btime.tv_nsec;
+    }
+    long generation = 0;  // the kernel writes an int into it
+    if (::ioctl(fd, FS_IOC_GETVERSION, &generation) == 0) {
+        f.has_generation = true;
+        f.generation = static_cast<std::uint64_t>(generation);
+    }
+    return f;
+}
+
+bool output_file::same_as(const output_file& other) const noexcept {
+    return device == other.device && inode == other.inode && (has_birth || has_generation) &&
+           has_birth == other.has_birth && birth_sec == other.birth_sec && birth_nsec == other.birth_nsec &&
+           has_generation == other.has_generation && generation == other.generation;
+}
+
+namespace {
+
+// How many multiples of output_page lie inside a write of `length` bytes
+// at `offset` (strictly after its start, strictly before its end).
+std::uint64_t pages_inside(std::uint64_t offset, std::uint64_t length) noexcept {
+    return length == 0 ? 0 : (offset + length - 1) / fmt_::output_page - offset / fmt_::output_page;
+}
+
+}  // namespace
+
+bool output_write::may_stop_at(std::uint64_t end) const noexcept {
+    return end > offset && end - offset < length && end % fmt_::output_page == 0;
+}
+
+bool output_write::began_with(std::string_view bytes) const noexcept {
+    if (!may_stop_at(offset + bytes.size()))
+        return false;
+    std::size_t i = 0;
+    for (std::uint64_t from = offset; from < offset + bytes.size(); ++i) {
+        const std::uint64_t to = (from / fmt_::output_page + 1) * fmt_::output_page;
+        if (i >= page_crcs.size() ||
+            crc32c(bytes.substr(static_cast<std::size_t>(from - offset), static_cast<std::size_t>(to - from))) !=
+                page_crcs[i])
+            return false;
+        from = to;
+    }
+    return true;
+}
+
+namespace journal_format {
+
+void encode_output_write(std::string& out, const output_file& file, std::uint64_t offset, std::string_view bytes) {
+    const auto le32 = [&](std::uint32_t n) {
+        for (std::size_t i = 0; i < 4; ++i)
+            out += static_cast<char>((n >> (8 * i)) & 0xFFU);
+    };
+    const auto le64 = [&](std::uint64_t n) {
+        for (std::size_t i = 0; i < 8; ++i)
+            out += static_cast<char>((n >> (8 * i)) & 0xFFU);
+    };
+    out.clear();
+    le64(file.device);
+    le64(file.inode);
+    le64(offset);
+    le64(bytes.size());
+    le32((file.has_birth ? 1U : 0U) | (file.has_generation ? 2U : 0U));
+    le32(file.birth_nsec);
+    le64(static_cast<std::uint64_t>(file.birth_sec));
+    le64(file.generation);
+    // The pieces: up to the first page boundary, then whole pages up to the
+    // last boundary inside the write; three pages at a time where there are.
+    const std::uint64_t end = offset + bytes.size();
+    const std::uint64_t first = (offset / output_page + 1) * output_page;
+    if (first >= end)
+        return;
+    le32(crc32c(bytes.substr(0, static_cast<std::size_t>(first - offset))));
+    const char* page = bytes.data() + (first - offset);
+    std::uint64_t pages = pages_inside(offset, bytes.size()) - 1;
+    for (; pages >= 3; pages -= 3, page += 3 * output_page)
+        for (const std::uint32_t crc : crc32c_3(page, page + output_page, page + 2 * output_page, output_page))
+            le32(crc);
+    for (; pages > 0; --pages, page += output_page)
+        le32(crc32c({page, output_page}));
+}
+
+std::optional<consumer::output_write> decode_output_write(std::string_view body) {
+    if (body.size() < output_write_bytes)
+        return std::nullopt;
+    consumer::output_write w;
+    w.file.device = read_le64(body.substr(0, 8));
+    w.file.inode = read_le64(body.substr(8, 8));
+    w.offset = read_le64(body.substr(16, 8));
+    w.length = read_le64(body.substr(24, 8));
+    const std::uint32_t known = read_le32(body.substr(32, 4));
+    w.file.has_birth = (known & 1U) != 0;
+    w.file.has_generation = (known & 2U) != 0;
+    w.file.birth_nsec = read_le32(body.substr(36, 4));
+    w.file.birth_sec = static_cast<std::int64_t>(read_le64(body.substr(40, 8)));
+    w.file.generation = read_le64(body.substr(48, 8));
+    if (w.length == 0 || w.length > max_output_write || w.offset > UINT64_MAX - w.length || (known & ~3U) != 0 ||
+        body.size() != output_write_bytes + 4 * pages_inside(w.offset, w.length))
+        return std::nullopt;
+    for (std::size_t at = output_write_bytes; at < body.size(); at += 4)
+        w.page_crcs.push_back(read_le32(body.substr(at, 4)));
+    return w;
+}
+
+}  // namespace journal_format
+
 
 std::size_t journal_scanner::ensure(std::uint64_t pos, std::size_t n) {
     const std::uint64_t want_end = std::min<std::uint64_t>(pos + n, end_);
@@ -140,7 +256,9 @@ std::string journal_scanner::check(std::uint64_t pos, std::size_t& payload) {
     const std::uint32_t expected_crc = fmt_::read_le32(h.substr(12, 4));  // h dies with the next ensure()
     if (payload > fmt_::max_payload || payload < fmt_::seq_bytes ||
         (type == fmt_::served && payload != 2 * fmt_::seq_bytes) ||
-        (type == fmt_::output_write && payload != fmt_::seq_bytes + fmt_::output_write_bytes) ||
+        (type == fmt_::output_write &&
+         (payload < fmt_::seq_bytes + fmt_::output_write_bytes ||
+          payload > fmt_::seq_bytes + fmt_::output_write_bytes + 4 * (fmt_::max_output_write / fmt_::output_page + 1))) ||
         (type == fmt_::orders && payload == fmt_::seq_bytes))
         return "impossible record length";
     if (type == fmt_::orders) {
@@ -161,6 +279,8 @@ std::string journal_scanner::check(std::uint64_t pos, std::size_t& payload) {
         return "checksum mismatch";
     if (type == fmt_::orders && all.back() != '\n')
         return "orders not ending in LF";
+    if (type == fmt_::output_write && !fmt_::decode_output_write(all.substr(fmt_::header_bytes + fmt_::seq_bytes)))
+        return "an impossible stdout write (longer than one output chunk, or not what its length says)";
     return {};
 }
 
@@ -216,6 +336,15 @@ void check_node(const std::filesystem::path& path, const struct stat& st) {
     if (st.st_nlink > 1)
         throw exit_error(exit_noperm, fmt::format("journal '{}' has {} hard links; refusing it (left untouched)",
                                                   path.native(), st.st_nlink));
+    // Making it 0600 now would not close a descriptor opened while it was
+    // open to others: through it, they could still read the orders and
+    // write records.
+    if ((st.st_mode & 077) != 0)
+        throw exit_error(exit_noperm,
+                         fmt::format("journal '{}' has mode {:04o}: others may read it or write records into it, and "
+                                     "may still hold it open; refusing it (left untouched: check it, then chmod 0600 "
+                                     "it or remove it)",
+                                     path.native(), st.st_mode & 07777));
 }
 
 unique_fd open_journal_file(const std::filesystem::path& path) {
@@ -303,10 +432,7 @@ void journal::load() {
             add_served(r->first_seq, count);
             next_seq_ = std::max(next_seq_, r->first_seq + count);
         } else if (r->type == fmt_::output_write) {
-            load_.last_output_write = output_write{fmt_::read_le64(r->body.substr(0, 8)),
-                                                   fmt_::read_le64(r->body.substr(8, 8)),
-                                                   fmt_::read_le64(r->body.substr(16, 8)),
-                                                   fmt_::read_le64(r->body.substr(24, 8))};
+            load_.last_output_write = fmt_::decode_output_write(r->body);
         } else {
             const auto n = static_cast<std::uint64_t>(std::count(r->body.begin(), r->body.end(), '\n'));
             next_seq_ = std::max(next_seq_, r->first_seq + n);
@@ -457,10 +583,8 @@ void journal::mark_served(std::uint64_t first, std::uint64_t count) {
     in_flight_.store(was - std::min(was, count), std::memory_order_release);
 }
 
-int journal::note_output_write(const output_write& w) noexcept {
+int journal::note_output_write(std::string_view body) noexcept {
     try {
-        const std::string body =
-            fmt_::le64(w.device) + fmt_::le64(w.inode) + fmt_::le64(w.offset) + fmt_::le64(w.length);
         const std::lock_guard lock{mutex_};
         write_record(fmt_::output_write, 0, body);
         return 0;

@@ -27,9 +27,16 @@
 //                         has sequence number first_seq + i
 //                    'S': count (8 bytes): orders first_seq .. first_seq +
 //                         count - 1 were written whole to stdout
-//                    'W': (first_seq 0) device, inode, offset and length
-//                         (8 bytes each) of a write to a stdout that is a
-//                         regular file, recorded before the write
+//                    'W': (first_seq 0) a write to a stdout that is a
+//                         regular file, recorded before the write: device,
+//                         inode, offset, length (8 bytes each; the length at
+//                         most max_output_write), which of birth time and
+//                         generation follow (4: bit 0, bit 1), birth time's
+//                         nanoseconds (4), seconds (8), inode generation (8),
+//                         then the CRC-32C (4 each) of each piece of the
+//                         write that ends at a file offset inside it that is
+//                         a multiple of output_page: the first from the
+//                         write's start, the others a page each
 // An order is unserved while no 'S' record covers its number. A torn or
 // corrupt record fails its length or checksum; the reader skips to the next
 // magic that starts a valid record and reports the bytes it skipped.
@@ -46,7 +53,13 @@ inline constexpr std::size_t max_payload = (std::size_t{1} << 20) + seq_bytes;
 inline constexpr char orders = 'O';
 inline constexpr char served = 'S';
 inline constexpr char output_write = 'W';
-inline constexpr std::size_t output_write_bytes = 32;
+// A 'W' record's payload after first_seq, without its CRCs.
+inline constexpr std::size_t output_write_bytes = 56;
+// The longest write a 'W' record describes (the consumer's output chunk to
+// a file), and the pages at whose file offsets a kill stops a write to a
+// file (4 KiB, or a multiple of it: those are multiples of 4 KiB too).
+inline constexpr std::size_t max_output_write = 131072;
+inline constexpr std::size_t output_page = 4096;
 
 // One whole record. `body` is the orders' text ('O') or the 8-byte count ('S').
 [[nodiscard]] std::string encode(char type, std::uint64_t first_seq, std::string_view body);
@@ -97,13 +110,53 @@ private:
     std::uint64_t next_order_seq_ = 0;  // after the last 'O' record passed on
 };
 
-// Where a write to a stdout that is a regular file goes ('W' record).
-struct output_write {
+// A regular file that stdout writes to, named beyond its inode number,
+// which a file made after this one is removed may get again: by its birth
+// time and its inode generation, where the file system keeps them (ext4
+// both, tmpfs the birth time).
+struct output_file {
     std::uint64_t device = 0;
     std::uint64_t inode = 0;
+    bool has_birth = false;
+    std::int64_t birth_sec = 0;
+    std::uint32_t birth_nsec = 0;
+    bool has_generation = false;
+    std::uint64_t generation = 0;
+
+    // The file open at fd (fstat, statx, FS_IOC_GETVERSION); nullopt when
+    // it cannot be told.
+    static std::optional<output_file> of(int fd);
+    // True when both name the same file by more than device and inode.
+    [[nodiscard]] bool same_as(const output_file& other) const noexcept;
+};
+
+// Where a write to a stdout that is a regular file goes ('W' record).
+struct output_write {
+    output_file file;
     std::uint64_t offset = 0;
     std::uint64_t length = 0;
+    // The CRC-32C of each piece of the write that ends at a file offset
+    // inside it that is a multiple of output_page, in order: the first from
+    // `offset`, the others a page each.
+    std::vector<std::uint32_t> page_crcs;
+
+    // True when `end` is where a kill may have stopped the write part-way:
+    // a multiple of output_page inside it.
+    [[nodiscard]] bool may_stop_at(std::uint64_t end) const noexcept;
+    // True when `bytes`, found in the file from `offset`, are the write's
+    // first bytes, as far as their CRCs tell; they must end where it may
+    // stop.
+    [[nodiscard]] bool began_with(std::string_view bytes) const noexcept;
 };
+
+namespace journal_format {
+// Into `out` (its memory reused), the payload after first_seq of the 'W'
+// record of writing `bytes` at `offset` to `file`.
+void encode_output_write(std::string& out, const output_file& file, std::uint64_t offset, std::string_view bytes);
+// A 'W' record's payload after first_seq; nullopt when it is not a valid one
+// (a length of 0 or past max_output_write, or the wrong number of CRCs).
+[[nodiscard]] std::optional<consumer::output_write> decode_output_write(std::string_view body);
+}  // namespace journal_format
 
 // What opening a journal found in it.
 struct journal_load {
@@ -124,7 +177,8 @@ public:
     // Opens (creates 0600) the journal at `path` and takes its lock. Refuses
     // at once, without opening it blocking or touching it: a symlink, FIFO,
     // device, directory or socket (exit_error 78), a file owned by someone
-    // else or with other hard links (77); another consumer using it (75).
+    // else, with other hard links, or with any permission for group or
+    // others (77); another consumer using it (75).
     // sync: fdatasync each order record before append_orders returns.
     // Then scans it (see load()). Throws exit_error / system_error.
     journal(std::filesystem::path path, bool sync);
@@ -154,10 +208,12 @@ public:
     void mark_served(std::uint64_t first, std::uint64_t count);
 
     // Records, before a write to a stdout that is a regular file, where it
-    // goes: a kill in the middle of a big write() to a file stops it at a
-    // page boundary, and the next start cuts off the unfinished line (see
+    // goes and what it holds (`body`, from journal_format::
+    // encode_output_write): a kill in the middle of a big write() to a file
+    // stops it at a page boundary, and the next start cuts off the
+    // unfinished line when it can prove the bytes are that write's (see
     // loaded().last_output_write). Best effort: returns the error, or 0.
-    int note_output_write(const output_write& w) noexcept;
+    int note_output_write(std::string_view body) noexcept;
 
     // Orders recorded and not yet marked served. Takes no lock: only the
     // reader's own appends raise it, so the reader never sees it 0 too early.

@@ -76,6 +76,23 @@ TEST_CASE("crc32c matches the published check values") {
               coffee::crc32c(text));
 }
 
+TEST_CASE("crc32c_3 gives each buffer's crc32c, whatever its length") {
+    std::mt19937 random{7};
+    std::string bytes(3 * 4099, '\0');
+    for (char& c : bytes)
+        c = static_cast<char>(random() & 0xFFU);
+    for (const std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{8}, std::size_t{4096},
+                                std::size_t{4099}}) {
+        CAPTURE(n);
+        const char* p = bytes.data();
+        const auto crcs = coffee::crc32c_3(p, p + n, p + 2 * n, n);
+        CHECK(crcs[0] == coffee::crc32c({p, n}));
+        CHECK(crcs[1] == coffee::crc32c({p + n, n}));
+        CHECK(crcs[2] == coffee::crc32c({p + 2 * n, n}));
+    }
+    CHECK(coffee::crc32c_3("123456789", "123456789", "123456789", 9)[2] == 0xE3069283U);
+}
+
 TEST_CASE("round trip: unserved orders come back in order and served ones do not") {
     coffee::test::temp_dir dir;
     const auto path = dir / "journal";
@@ -118,20 +135,66 @@ TEST_CASE("stdout writes are recorded: the last one comes back, and orders are n
         journal j{path, false};
         auto a = batch_of({"A1", "A2"});
         j.append_orders(a);
-        CHECK(j.note_output_write({1, 2, 0, 6}) == 0);
+        coffee::consumer::output_file file{1, 2, true, 1700000000, 5, true, 77};
+        std::string body;
+        jf::encode_output_write(body, file, 0, "A1\nA2\n");
+        CHECK(j.note_output_write(body) == 0);
         j.mark_served(a.first_seq, 1);
-        CHECK(j.note_output_write({1, 2, 6, 3}) == 0);
+        jf::encode_output_write(body, file, 6, "A2\n");
+        CHECK(j.note_output_write(body) == 0);
     }
     journal j{path, false};
     REQUIRE(j.loaded().last_output_write.has_value());
     const auto& w = *j.loaded().last_output_write;
-    CHECK(w.device == 1);
-    CHECK(w.inode == 2);
+    CHECK(w.file.device == 1);
+    CHECK(w.file.inode == 2);
+    CHECK(w.file.birth_sec == 1700000000);
+    CHECK(w.file.generation == 77);
     CHECK(w.offset == 6);
     CHECK(w.length == 3);
     CHECK(j.loaded().damaged_bytes == 0);
     CHECK(j.loaded().unserved == 1);
     CHECK(replay_all(j) == std::vector<std::string>{"A2"});
+}
+
+TEST_CASE("a stdout write's record proves which prefixes a kill can leave, and nothing longer than one write") {
+    const coffee::consumer::output_file file{1, 2, true, 1700000000, 5, false, 0};
+    std::string bytes;
+    for (int i = 0; bytes.size() < 20000; ++i)
+        bytes += "Order " + std::to_string(i) + "\n";
+    std::string body;
+    const std::uint64_t offset = 1000;  // not page-aligned: the first page of the write is short
+    jf::encode_output_write(body, file, offset, bytes);
+    const auto w = jf::decode_output_write(body);
+    REQUIRE(w.has_value());
+    CHECK(w->length == bytes.size());
+    CHECK(w->page_crcs.size() == 5);  // 4096, 8192, 12288, 16384, 20480 lie inside [1000, 21000+)
+    for (std::uint64_t end = 4096; end < offset + bytes.size(); end += 4096) {
+        CAPTURE(end);
+        const std::string_view prefix = std::string_view{bytes}.substr(0, end - offset);
+        CHECK(w->may_stop_at(end));
+        CHECK(w->began_with(prefix));
+        std::string changed{prefix};
+        changed[changed.size() / 2] ^= 1;  // one bit anywhere in it
+        CHECK_FALSE(w->began_with(changed));
+    }
+    CHECK_FALSE(w->may_stop_at(offset));
+    CHECK_FALSE(w->may_stop_at(4097));  // a kill stops a write at a page boundary only
+    CHECK_FALSE(w->may_stop_at(offset + bytes.size()));
+    CHECK_FALSE(w->began_with(std::string_view{bytes}.substr(0, 4097 - offset)));
+    CHECK_FALSE(w->began_with(""));
+
+    // A record claiming more than one output chunk is damage, not a licence to cut.
+    coffee::test::temp_dir dir;
+    const auto path = dir / "journal";
+    std::string crafted = body;
+    crafted.replace(24, 8, jf::le64(std::uint64_t{1} << 40));
+    coffee::test::write_file(path, jf::encode(jf::output_write, 0, crafted));
+    ::chmod(path.c_str(), 0600);
+    journal j{path, false};
+    CHECK_FALSE(j.loaded().last_output_write.has_value());
+    REQUIRE(j.loaded().damage.size() == 1);
+    CHECK(j.loaded().damage[0].reason.find("impossible stdout write") != std::string::npos);
 }
 
 TEST_CASE("a replayed order marked served is not served again, and an idle journal is emptied") {
@@ -366,6 +429,27 @@ TEST_CASE("what is not a regular file of ours is refused at once and left untouc
         struct stat st{};
         REQUIRE(::stat("/dev/null", &st) == 0);
         CHECK(S_ISCHR(st.st_mode));
+    }
+    SUBCASE("a file that others may read or write") {
+        const auto path = dir / "journal";
+        coffee::test::write_file(path, jf::encode(jf::orders, 0, "Secret\n"));
+        for (const mode_t mode : {0666U, 0604U, 0620U}) {
+            CAPTURE(mode);
+            REQUIRE(::chmod(path.c_str(), mode) == 0);
+            try {
+                journal j{path, false};
+                FAIL("a journal open to others was accepted");
+            } catch (const coffee::exit_error& e) {
+                CHECK(e.code() == coffee::exit_noperm);
+                CHECK(std::string{e.what()}.find("has mode 0") != std::string::npos);
+            }
+            struct stat st{};
+            REQUIRE(::lstat(path.c_str(), &st) == 0);
+            CHECK((st.st_mode & 07777) == mode);
+        }
+        REQUIRE(::chmod(path.c_str(), 0600) == 0);  // once its owner has checked it
+        journal j{path, false};
+        CHECK(replay_all(j) == std::vector<std::string>{"Secret"});
     }
     SUBCASE("a file with another hard link") {
         const auto other = dir / "other";

@@ -791,6 +791,19 @@ TEST_CASE("an unsafe journal path is refused at once and left untouched") {
         REQUIRE(::chown(j.c_str(), 65534, 65534) == 0);
         refused(j, 77, "owned by uid 65534");
     }
+    SUBCASE("a journal that others may read or write (mode 0666 or 0640)") {
+        // Making it 0600 would not close what others opened while they could.
+        for (const auto& [mode, octal] : {std::pair<mode_t, std::string>{0666, "0666"}, {0640, "0640"}}) {
+            const auto j = shop.dir / "j";
+            coffee::test::write_file(j, "records of orders\n");
+            REQUIRE(::chmod(j.c_str(), mode) == 0);
+            refused(j, 77, "journal '" + j.native() + "' has mode " + octal);
+            struct stat st{};
+            REQUIRE(::lstat(j.c_str(), &st) == 0);
+            CHECK((st.st_mode & 07777) == mode);
+            CHECK(coffee::test::read_file(j) == "records of orders\n");
+        }
+    }
 }
 
 TEST_CASE("an old text backlog is moved into the journal and served first") {

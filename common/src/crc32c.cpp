@@ -64,6 +64,36 @@ __attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const unsigned char
     return c32;
 }
 
+__attribute__((target("sse4.2"))) std::array<std::uint32_t, 3> crc32c_3_sse42(const unsigned char* a,
+                                                                             const unsigned char* b,
+                                                                             const unsigned char* c,
+                                                                             std::size_t n) noexcept {
+    std::uint64_t ca = ~0U;
+    std::uint64_t cb = ~0U;
+    std::uint64_t cc = ~0U;
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        std::uint64_t wa = 0;
+        std::uint64_t wb = 0;
+        std::uint64_t wc = 0;
+        std::memcpy(&wa, a + i, 8);
+        std::memcpy(&wb, b + i, 8);
+        std::memcpy(&wc, c + i, 8);
+        ca = _mm_crc32_u64(ca, wa);
+        cb = _mm_crc32_u64(cb, wb);
+        cc = _mm_crc32_u64(cc, wc);
+    }
+    auto ra = static_cast<std::uint32_t>(ca);
+    auto rb = static_cast<std::uint32_t>(cb);
+    auto rc = static_cast<std::uint32_t>(cc);
+    for (; i < n; ++i) {
+        ra = _mm_crc32_u8(ra, a[i]);
+        rb = _mm_crc32_u8(rb, b[i]);
+        rc = _mm_crc32_u8(rc, c[i]);
+    }
+    return {~ra, ~rb, ~rc};
+}
+
 const bool have_sse42 = __builtin_cpu_supports("sse4.2");
 #endif
 
@@ -77,6 +107,17 @@ std::uint32_t crc32c(std::string_view bytes, std::uint32_t crc) noexcept {
         return ~crc32c_sse42(p, bytes.size(), c);
 #endif
     return ~crc32c_portable(p, bytes.size(), c);
+}
+
+std::array<std::uint32_t, 3> crc32c_3(const char* a, const char* b, const char* c, std::size_t n) noexcept {
+    const auto* pa = reinterpret_cast<const unsigned char*>(a);
+    const auto* pb = reinterpret_cast<const unsigned char*>(b);
+    const auto* pc = reinterpret_cast<const unsigned char*>(c);
+#if defined(__x86_64__)
+    if (have_sse42)
+        return crc32c_3_sse42(pa, pb, pc, n);
+#endif
+    return {~crc32c_portable(pa, n, ~0U), ~crc32c_portable(pb, n, ~0U), ~crc32c_portable(pc, n, ~0U)};
 }
 
 }  // namespace coffee

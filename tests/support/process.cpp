@@ -59,7 +59,10 @@ process::process(const std::vector<std::string>& argv, const spawn_options& opti
     posix_spawn_file_actions_t actions;
     ::posix_spawn_file_actions_init(&actions);
     add_redirect(actions, 0, options.stdin_file, O_RDONLY);
-    add_redirect(actions, 1, options.stdout_file, O_WRONLY | O_CREAT | O_APPEND);
+    if (options.stdout_fd >= 0)
+        ::posix_spawn_file_actions_adddup2(&actions, options.stdout_fd, 1);
+    else
+        add_redirect(actions, 1, options.stdout_file, O_WRONLY | O_CREAT | O_APPEND);
     add_redirect(actions, 2, options.stderr_file, O_WRONLY | O_CREAT | O_APPEND);
     // The child starts with default signal dispositions and an empty mask.
     posix_spawnattr_t attr;

@@ -17,6 +17,7 @@ namespace coffee::test {
 struct spawn_options {
     std::filesystem::path stdin_file{};   // empty: /dev/null
     std::filesystem::path stdout_file{};  // empty: /dev/null
+    int stdout_fd = -1;  // when set, stdout is this descriptor (its offset and flags), not stdout_file
     std::filesystem::path stderr_file{};  // empty: /dev/null
     std::map<std::string, std::string> env{};  // added to (or replacing in) our environment
     std::vector<std::string> unset_env{};
