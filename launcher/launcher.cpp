@@ -89,8 +89,9 @@ while it keeps failing). After --start-limit failed starts within
 doubling up to 30s, until a consumer stays up for --start-interval. It gives
 up (exit 1) only when the FIFO is empty and the failure is not one that may
 pass: exit 74 (a full or read-only disk...), 75 (the journal is still locked)
-and SIGKILL (out of memory) are always waited out. SIGTERM and SIGINT stop it
-gracefully (then SIGKILL after --stop-timeout); SIGHUP is forwarded.
+and SIGKILL (out of memory) are always waited out. The consumer stops as on
+SIGTERM when serve dies. SIGTERM and SIGINT stop it gracefully (then SIGKILL
+after --stop-timeout); SIGHUP is forwarded.
 
 Serve never ends holding orders silently. When it is about to end (the
 consumer finished on its own or stopped) and orders are still in the FIFO, it

@@ -154,10 +154,15 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
     argv.insert(argv.end(), opts.consumer_args.begin(), opts.consumer_args.end());
     // sd_listen_fds(3): the FIFO is fd 3; LISTEN_PID must be the consumer's
     // own pid, which child_process writes in the child before exec.
-    const spawn_request request{.argv = argv,
-                                .fds = {{STDIN_FILENO, dev_null.get()}, {sd::listen_fds_start, fifo.get()}},
-                                .env = {"LISTEN_FDS=1", "LISTEN_FDNAMES=orders"},
-                                .pid_env = "LISTEN_PID"};
+    // COFFEE_SUPERVISOR_PID: the consumer stops as on SIGTERM when we die
+    // (PR_SET_PDEATHSIG, which it sets once it takes SIGTERM as a stop
+    // request), so that it neither keeps the FIFO and its journal from the
+    // next serve nor loses the orders in the pipe.
+    const spawn_request request{
+        .argv = argv,
+        .fds = {{STDIN_FILENO, dev_null.get()}, {sd::listen_fds_start, fifo.get()}},
+        .env = {"LISTEN_FDS=1", "LISTEN_FDNAMES=orders", fmt::format("COFFEE_SUPERVISOR_PID={}", ::getpid())},
+        .pid_env = "LISTEN_PID"};
 
     child_process consumer;
     std::deque<clock::time_point> starts;  // within the last start_interval

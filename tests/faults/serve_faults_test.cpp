@@ -1,9 +1,14 @@
 // `coffee-launcher serve` under faults that outlast the start limit (the
-// journal's disk full or read-only): serve keeps the FIFO and waits, and
-// once the fault has passed every order delivered is served.
+// journal's disk full or read-only) and under a kill -9 of serve itself:
+// serve keeps the FIFO and waits, its consumer never outlives it, and once
+// the fault has passed every order delivered is served.
 #include "shop.hpp"
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <signal.h>
+#include <unistd.h>
 
 using namespace coffee::test;
 using namespace coffee::test::faults;
@@ -84,6 +89,68 @@ TEST_CASE("the journal's disk is read-only under serve: serve keeps the FIFO and
     REQUIRE_MESSAGE(waits(serve), serve.output().err());
     deliver(fifo, book, dir.path());
     served_after(serve, book, [&] { REQUIRE(disk.remount("rw")); });
+}
+
+TEST_CASE("kill -9 of serve alone: its consumer moves the pipe to its journal and exits, and the next serve serves every order") {
+    temp_dir dir;
+    const auto fifo = dir / "orders";
+    const auto journal = (dir / "journal").native();
+    const order_book book = write_orders(dir.path(), 4, 250);
+    std::vector<std::string> served;
+    {
+        // One barista, 50 ms a cup: most orders still wait in the pipe at the kill
+        // (and would for longer than the wait below for the consumer to exit).
+        serve_fixture first{fifo, {}, {"--journal", journal, "--brew-time", "50ms", "-q"}};
+        const pid_t consumer = first.consumer();
+        REQUIRE(consumer > 0);
+        deliver(fifo, book, dir.path());
+        REQUIRE(eventually([&] { return first.output().lines().size() >= 3; }, 20s));
+        first.signal(SIGKILL);
+        const bool consumer_exited = eventually([&] { return !is_alive(consumer); }, 20s);
+        CHECK_MESSAGE(consumer_exited, "the consumer outlived serve: ", first.output().err());
+        if (!consumer_exited)
+            ::kill(consumer, SIGKILL);  // it would keep the journal locked, and this test hanging
+        CHECK(first.wait(30s) == 128 + SIGKILL);
+        served = first.output().lines();
+        MESSAGE("served before the kill and during the consumer's stop: ", served.size(), " of ", book.all.size());
+    }
+    serve_fixture second{fifo, {}, {"--journal", journal, "--brew-time", "0", "-q"}};
+    const auto all_lines = [&] { return joined(served, second); };
+    const bool drained = all_served(book.all, all_lines, 60s);
+    CHECK_MESSAGE(drained, second.output().err());
+    CHECK(second.stop() == 0);
+    const tally t = count(book.all, all_lines());
+    MESSAGE(t.describe());
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated == 0);
+}
+
+TEST_CASE("a consumer whose supervisor died before it could watch it stops at once, its pipe's orders in the journal") {
+    scratch_shop shop;
+    const auto& dir = shop.dir;
+    const order_book book = write_orders(dir.path(), 2, 250);
+    deliver(shop.fifo, book, dir.path());
+    std::vector<std::string> served;
+    {
+        // Its parent is this test, not the supervisor it was told of: as when
+        // serve is killed between the consumer's fork and its watching.
+        watched consumer{{"/usr/bin/env", fmt::format("COFFEE_SUPERVISOR_PID={}", ::getppid()), consumer_program,
+                          "--fifo", shop.fifo.native(), "--journal", shop.journal.native(), "--brew-time", "50ms"}};
+        CHECK_MESSAGE(consumer.wait(20s) == 0, consumer.output().err());
+        CHECK(consumer.output().err().find("is gone: stopping") != std::string::npos);
+        served = consumer.output().lines();
+        CHECK(served.size() <= 1);  // the order being brewed, if any
+    }
+    consumer_fixture next{shop.fifo, {"--journal", shop.journal.native(), "--brew-time", "0", "-q"}};
+    const auto all_lines = [&] { return joined(served, next); };
+    CHECK(all_served(book.all, all_lines, 60s));
+    CHECK(next.stop() == 0);
+    const tally t = count(book.all, all_lines());
+    MESSAGE(t.describe());
+    CHECK(t.lost == 0);
+    CHECK(t.torn == 0);
+    CHECK(t.duplicated == 0);
 }
 
 }  // TEST_SUITE
