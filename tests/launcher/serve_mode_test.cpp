@@ -94,7 +94,7 @@ TEST_CASE("a consumer that keeps crashing with orders in the FIFO: serve keeps t
         fifo, COFFEE_TEST_CHILD, {"--restart-delay", "2s", "--start-limit", "2", "--stop-timeout", "300ms", "--", "exit", "3"}));
     write_to_fifo(fifo, "Latte\nMocha\n");
     std::vector<std::string> log;
-    CHECK(says_it_waits(serve, log));
+    REQUIRE(says_it_waits(serve, log));
     CHECK(log.back().find("(12 bytes, 2 whole lines of orders wait in it)") != std::string::npos);
     CHECK(coffee::test::is_alive(serve.process.pid()));
     serve.process.send_signal(SIGTERM);
@@ -109,7 +109,7 @@ TEST_CASE("a consumer that keeps exiting 75 (its journal still locked) is waited
     auto serve = coffee::test::start(serve_args(dir.path() / "orders", COFFEE_TEST_CHILD,
                                                 {"--restart-delay", "10ms", "--start-limit", "2", "--", "exit", "75"}));
     std::vector<std::string> log;
-    CHECK(says_it_waits(serve, log));
+    REQUIRE(says_it_waits(serve, log));
     CHECK(coffee::test::is_alive(serve.process.pid()));
     serve.process.send_signal(SIGTERM);
     const auto r = coffee::test::communicate(serve, {}, 20s);
