@@ -266,6 +266,7 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
                 starts.pop_front();
             settled_at.reset();
             const std::string_view may_pass = fault_that_may_pass(status);
+            const bool was_waiting = waiting;
             duration delay = opts.restart_delay;
             if (waiting) {
                 retry_delay = std::min(retry_delay * 2, max_retry_delay);
@@ -302,8 +303,8 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
                 spdlog::warn("the consumer (pid {}) {}; restarting it in {}", consumer.pid(),
                              describe_wait_status(status), format_duration(delay));
             }
-            if (waiting && status != last_status)
-                notify_status(fmt::format("waiting: the consumer {}{}{}; retrying at most every {}; FIFO {}",
+            if (waiting && (!was_waiting || status != last_status))
+                notify_status(fmt::format("waiting: the consumer {}{}{}; retrying at most every {}; FIFO: {}",
                                           describe_wait_status(status), may_pass.empty() ? "" : ": ", may_pass,
                                           format_duration(max_retry_delay),
                                           describe_contents(peek_pipe_lines(fifo.get()))));
