@@ -25,6 +25,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1588,6 +1589,29 @@ std::filesystem::path default_journal(const std::filesystem::path& fifo_path) {
     return fifo_path.native() + ".journal";
 }
 
+// Under coffee-launcher serve ($COFFEE_SUPERVISOR_PID, its pid): the death
+// of the supervisor sends us SIGTERM (PR_SET_PDEATHSIG), so that we stop as
+// asked, moving the pipe's whole lines into the journal, instead of keeping
+// the FIFO and the journal's lock from the next supervisor. Called once
+// SIGTERM is blocked, so it comes through the signalfd; a supervisor that
+// died before is seen by getppid(), and the SIGTERM sent here instead.
+void watch_supervisor() {
+    const char* value = std::getenv("COFFEE_SUPERVISOR_PID");
+    if (value == nullptr)
+        return;
+    char* end = nullptr;
+    const long supervisor = std::strtol(value, &end, 10);
+    if (end == value || *end != '\0' || supervisor < 1 || supervisor > std::numeric_limits<pid_t>::max()) {
+        spdlog::warn("ignoring COFFEE_SUPERVISOR_PID='{}': not a pid", printable(value));
+    } else if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
+        throw_system_error(errno, "prctl PR_SET_PDEATHSIG");
+    } else if (::getppid() != static_cast<pid_t>(supervisor)) {
+        spdlog::warn("the supervisor (pid {}) is gone: stopping", supervisor);
+        (void)::kill(::getpid(), SIGTERM);
+    }
+    (void)::unsetenv("COFFEE_SUPERVISOR_PID");  // no thread yet
+}
+
 // The path behind an inherited descriptor, for logs and the journal's name.
 std::filesystem::path path_of_fd(int fd) {
     std::error_code ec;
@@ -1674,6 +1698,7 @@ int run(const options& opts) {
     std::vector<unique_fd> inherited = sd::take_listen_fds();
     // Before any thread starts, so that every thread inherits the mask.
     unique_fd signals = block_and_watch({SIGTERM, SIGINT, SIGHUP});
+    watch_supervisor();
 
     std::filesystem::path fifo_path = opts.fifo;
     unique_fd fifo;

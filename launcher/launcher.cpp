@@ -84,22 +84,27 @@ constexpr std::string_view serve_help = R"(
 The consumer runs as: coffee-consumer --fifo PATH CONSUMER OPTIONS..., with the
 FIFO as fd 3 and LISTEN_FDS=1, LISTEN_PID, LISTEN_FDNAMES=orders. It is
 restarted when it crashes or fails, after --restart-delay (doubling up to 5s
-while it keeps failing), at most --start-limit times per --start-interval.
-SIGTERM and SIGINT stop it gracefully (then SIGKILL after --stop-timeout);
-SIGHUP is forwarded.
+while it keeps failing). After --start-limit failed starts within
+--start-interval, serve waits: it keeps the FIFO and retries after 1s,
+doubling up to 30s, until a consumer stays up for --start-interval. It gives
+up (exit 1) only when the FIFO is empty and the failure is not one that may
+pass: exit 74 (a full or read-only disk...), 75 (the journal is still locked)
+and SIGKILL (out of memory) are always waited out. The consumer stops as on
+SIGTERM when serve dies. SIGTERM and SIGINT stop it gracefully (then SIGKILL
+after --stop-timeout); SIGHUP is forwarded.
 
 Serve never ends holding orders silently. When it is about to end (the
-consumer finished on its own, stopped, or hit the start limit) and orders are
-still in the FIFO, it starts the consumer once more and asks it to stop (SIGTERM)
-as soon as it can take the request, which moves the pipe's whole lines into the
-consumer's journal. Whatever is still in the FIFO then is logged at error level
-(bytes and whole lines) and serve exits 75.
+consumer finished on its own or stopped) and orders are still in the FIFO, it
+starts the consumer once more and asks it to stop (SIGTERM) as soon as it can
+take the request, which moves the pipe's whole lines into the consumer's
+journal. Whatever is still in the FIFO then is logged at error level (bytes
+and whole lines) and serve exits 74.
 
 Exit codes:
   0    stopped by SIGTERM/SIGINT after the consumer stopped gracefully, or the
        consumer finished on its own (status 0); the FIFO is empty
-  1    the consumer had to be killed, or kept failing (start limit)
-  75   orders were left in the FIFO (logged): they go when it closes
+  1    the consumer had to be killed, or kept failing with the FIFO empty
+  74   orders were left in the FIFO (logged): they go when it closes
   64   usage error (also when the consumer reports one: it is not restarted)
   75   another supervisor or consumer already holds this FIFO's lock file
   77, 78  the FIFO is unsafe or not a FIFO (also from the consumer)
@@ -266,7 +271,7 @@ void parse_serve(options& opts, int argc, char* argv[]) {
         ("fifo-mode", "mode when creating the FIFO (default 0600)", cxxopts::value<std::string>(), "MODE")
         ("consumer", "consumer program (default coffee-consumer next to us, else $PATH)", cxxopts::value<std::string>(), "PATH")
         ("restart-delay", "first delay before a restart (default 100ms); doubles while it keeps failing", cxxopts::value<std::string>(), "DUR")
-        ("start-limit", "most starts per --start-interval before giving up (default 5)", cxxopts::value<unsigned>(), "N")
+        ("start-limit", "failed starts per --start-interval before waiting, or giving up with the FIFO empty (default 5)", cxxopts::value<unsigned>(), "N")
         ("start-interval", "the window of --start-limit (default 10s; more than 0)", cxxopts::value<std::string>(), "DUR")
         ("stop-timeout", "after SIGTERM/SIGINT, how long the consumer gets before SIGKILL (default 10s)", cxxopts::value<std::string>(), "DUR");
     split_args args = split_at_separator(argc, argv, 2);

@@ -1,6 +1,7 @@
 // coffee-launcher serve: plays systemd's part (coffee-consumer.socket and
 // .service) where there is no systemd. We hold the FIFO, so orders written
-// while the consumer is down or restarting wait in the pipe.
+// while the consumer is down or restarting wait in the pipe; while a fault
+// keeps the consumer from starting, we keep the FIFO and retry.
 #include "launcher.hpp"
 
 #include <coffee/child_process.hpp>
@@ -26,12 +27,19 @@
 #include <deque>
 #include <fstream>
 #include <string>
+#include <string_view>
 
 namespace coffee::launcher {
 
 namespace {
 
 using detail::clock;
+
+// Once the consumer failed --start-limit times within --start-interval (and
+// serve does not give up), it is retried after these delays: the first,
+// doubled at each failure up to the last.
+constexpr duration first_retry_delay = std::chrono::seconds{1};
+constexpr duration max_retry_delay = std::chrono::seconds{30};
 
 // Exit codes that mean "fix the configuration": restarting cannot help
 // (the unit's RestartPreventExitStatus).
@@ -40,6 +48,37 @@ bool is_config_failure(int status) noexcept {
         return false;
     const int code = WEXITSTATUS(status);
     return code == exit_usage || code == exit_noperm || code == exit_config || code == 126 || code == 127;
+}
+
+// Failures that may pass by waiting: the journal's disk full or read-only,
+// or another I/O error (74); the journal still locked by a consumer that is
+// finishing (75); killed by SIGKILL (the OOM killer, a memory cgroup). Empty
+// for the others.
+std::string_view fault_that_may_pass(int status) noexcept {
+    if (WIFEXITED(status) && WEXITSTATUS(status) == exit_io)
+        return "an I/O error (a full or read-only disk?)";
+    if (WIFEXITED(status) && WEXITSTATUS(status) == exit_tempfail)
+        return "its journal or FIFO is busy (a consumer still finishing?)";
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        return "killed (out of memory?)";
+    return {};
+}
+
+std::string describe_contents(const pipe_contents& left) {
+    if (left.bytes == 0)
+        return "empty";
+    return fmt::format("{} bytes, {}{} whole lines of orders wait in it", left.bytes, left.all_seen ? "" : "at least ",
+                       left.lines);
+}
+
+// STATUS= for a unit that runs serve (NotifyAccess=main or all); nothing
+// without $NOTIFY_SOCKET.
+void notify_status(const std::string& status) noexcept {
+    try {
+        (void)sd::notify("STATUS=" + status);
+    } catch (const std::exception& e) {
+        spdlog::debug("sd_notify: {}", e.what());
+    }
 }
 
 // True once `pid` blocks SIGTERM: the consumer then takes it as a stop
@@ -115,10 +154,15 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
     argv.insert(argv.end(), opts.consumer_args.begin(), opts.consumer_args.end());
     // sd_listen_fds(3): the FIFO is fd 3; LISTEN_PID must be the consumer's
     // own pid, which child_process writes in the child before exec.
-    const spawn_request request{.argv = argv,
-                                .fds = {{STDIN_FILENO, dev_null.get()}, {sd::listen_fds_start, fifo.get()}},
-                                .env = {"LISTEN_FDS=1", "LISTEN_FDNAMES=orders"},
-                                .pid_env = "LISTEN_PID"};
+    // COFFEE_SUPERVISOR_PID: the consumer stops as on SIGTERM when we die
+    // (PR_SET_PDEATHSIG, which it sets once it takes SIGTERM as a stop
+    // request), so that it neither keeps the FIFO and its journal from the
+    // next serve nor loses the orders in the pipe.
+    const spawn_request request{
+        .argv = argv,
+        .fds = {{STDIN_FILENO, dev_null.get()}, {sd::listen_fds_start, fifo.get()}},
+        .env = {"LISTEN_FDS=1", "LISTEN_FDNAMES=orders", fmt::format("COFFEE_SUPERVISOR_PID={}", ::getpid())},
+        .pid_env = "LISTEN_PID"};
 
     child_process consumer;
     std::deque<clock::time_point> starts;  // within the last start_interval
@@ -127,13 +171,16 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
     int stop_signal = 0;
     std::optional<clock::time_point> restart_at;
     std::optional<clock::time_point> kill_deadline;
+    // Waiting: the consumer failed --start-limit times in a row and is
+    // retried from first_retry_delay up to max_retry_delay, until one stays
+    // up for --start-interval (settled_at).
+    bool waiting = false;
+    duration retry_delay{};
+    std::optional<int> last_status;
+    std::optional<clock::time_point> settled_at;
 
     const auto start = [&] {
         const auto now = clock::now();
-        while (!starts.empty() && now - starts.front() >= opts.start_interval)
-            starts.pop_front();
-        if (starts.size() >= opts.start_limit)
-            return false;
         starts.push_back(now);
         try {
             consumer = child_process::spawn(request);
@@ -141,10 +188,14 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
             throw exit_error(detail::exit_code_for_exec_errno(e.code().value()), e.what());
         }
         started_at = now;
-        spdlog::info("started the consumer as pid {} on '{}' (fd 3)", consumer.pid(), fifo_path.native());
-        return true;
+        if (waiting) {
+            settled_at = now + opts.start_interval;
+            spdlog::debug("retrying: started the consumer as pid {} on '{}' (fd 3)", consumer.pid(), fifo_path.native());
+        } else {
+            spdlog::info("started the consumer as pid {} on '{}' (fd 3)", consumer.pid(), fifo_path.native());
+        }
     };
-    (void)start();
+    start();
 
     // Every way out passes here: serve never ends holding orders silently.
     // When the consumer ended cleanly (or asked to stop) and orders are
@@ -161,12 +212,13 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
         spdlog::error("{} bytes ({}{} whole lines) of orders are left in the FIFO '{}': lost when it closes, unless "
                       "something else holds it open",
                       left.bytes, left.all_seen ? "" : "at least ", left.lines, fifo_path.native());
-        return code == exit_ok ? exit_tempfail : code;
+        return code == exit_ok ? exit_io : code;
     };
 
     for (;;) {
         std::array<pollfd, 1> fds{{{signals.get(), POLLIN, 0}}};
-        const int timeout = detail::poll_timeout(detail::earliest(restart_at, kill_deadline));
+        const int timeout =
+            detail::poll_timeout(detail::earliest(detail::earliest(restart_at, kill_deadline), settled_at));
         if (retry_on_eintr([&] { return ::poll(fds.data(), fds.size(), timeout); }) < 0)
             throw_system_error(errno, "poll");
 
@@ -187,6 +239,7 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
                 consumer.send_signal(*sig);
                 kill_deadline = clock::now() + opts.stop_timeout;
                 restart_at.reset();
+                settled_at.reset();
             }
         }
 
@@ -209,21 +262,66 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
                 return finish(WEXITSTATUS(status), false);
             }
             failures_in_a_row = now - started_at < opts.start_interval ? failures_in_a_row + 1 : 1;
-            auto delay = opts.restart_delay;
-            for (unsigned i = 1; i < failures_in_a_row && delay < opts.max_restart_delay; ++i)
-                delay *= 2;
-            delay = std::min(delay, std::max(opts.max_restart_delay, opts.restart_delay));
-            spdlog::warn("the consumer (pid {}) {}; restarting it in {}", consumer.pid(), describe_wait_status(status),
-                         format_duration(delay));
+            while (!starts.empty() && now - starts.front() >= opts.start_interval)
+                starts.pop_front();
+            settled_at.reset();
+            const std::string_view may_pass = fault_that_may_pass(status);
+            const bool was_waiting = waiting;
+            duration delay = opts.restart_delay;
+            if (waiting) {
+                retry_delay = std::min(retry_delay * 2, max_retry_delay);
+                delay = retry_delay;
+                if (status != last_status)
+                    spdlog::warn("still waiting: the consumer (pid {}) {}{}{}; retrying in {}", consumer.pid(),
+                                 describe_wait_status(status), may_pass.empty() ? "" : ": ", may_pass,
+                                 format_duration(delay));
+                else
+                    spdlog::debug("the consumer (pid {}) {}; retrying in {}", consumer.pid(),
+                                  describe_wait_status(status), format_duration(delay));
+            } else if (starts.size() >= opts.start_limit) {
+                // Giving up closes the FIFO: only when nothing waits in it
+                // and the fault will not pass by waiting.
+                const pipe_contents left = peek_pipe_lines(fifo.get());
+                if (may_pass.empty() && left.bytes == 0) {
+                    spdlog::error("the consumer (pid {}) {}, and was started {} times within {}: giving up",
+                                  consumer.pid(), describe_wait_status(status), starts.size(),
+                                  format_duration(opts.start_interval));
+                    return finish(exit_failure, true);
+                }
+                waiting = true;
+                retry_delay = first_retry_delay;
+                delay = retry_delay;
+                spdlog::warn("the consumer (pid {}) {}{}{}, and was started {} times within {}: keeping the FIFO '{}' "
+                             "({}) and retrying in {}, then at doubling delays up to {}",
+                             consumer.pid(), describe_wait_status(status), may_pass.empty() ? "" : ": ", may_pass,
+                             starts.size(), format_duration(opts.start_interval), fifo_path.native(),
+                             describe_contents(left), format_duration(delay), format_duration(max_retry_delay));
+            } else {
+                for (unsigned i = 1; i < failures_in_a_row && delay < opts.max_restart_delay; ++i)
+                    delay *= 2;
+                delay = std::min(delay, std::max(opts.max_restart_delay, opts.restart_delay));
+                spdlog::warn("the consumer (pid {}) {}; restarting it in {}", consumer.pid(),
+                             describe_wait_status(status), format_duration(delay));
+            }
+            if (waiting && (!was_waiting || status != last_status))
+                notify_status(fmt::format("waiting: the consumer {}{}{}; retrying at most every {}; FIFO: {}",
+                                          describe_wait_status(status), may_pass.empty() ? "" : ": ", may_pass,
+                                          format_duration(max_retry_delay),
+                                          describe_contents(peek_pipe_lines(fifo.get()))));
+            last_status = status;
             restart_at = now + delay;
         }
         if (restart_at && now >= *restart_at) {
             restart_at.reset();
-            if (!start()) {
-                spdlog::error("the consumer was started {} times within {}: giving up", opts.start_limit,
-                              format_duration(opts.start_interval));
-                return finish(exit_failure, true);
-            }
+            start();
+        }
+        if (settled_at && now >= *settled_at && consumer.running()) {
+            settled_at.reset();
+            waiting = false;
+            last_status.reset();
+            spdlog::info("the consumer (pid {}) has been up for {}: no longer waiting", consumer.pid(),
+                         format_duration(opts.start_interval));
+            notify_status(fmt::format("serving: the consumer (pid {}) is up", consumer.pid()));
         }
         if (kill_deadline && now >= *kill_deadline && consumer.running()) {
             spdlog::warn("the consumer (pid {}) is still running {} after {}; sending SIGKILL", consumer.pid(),

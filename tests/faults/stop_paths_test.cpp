@@ -94,8 +94,8 @@ TEST_CASE("SIGTERM to serve: nothing lost") {
     });
 }
 
-TEST_CASE("start limit reached under serve: nothing lost") {
-    stop_and_drain({{"--start-limit", "2", "--start-interval", "60s", "--restart-delay", "10ms"}, {}, 1},
+TEST_CASE("start limit reached under serve with orders in the pipe: serve waits and retries, SIGTERM, nothing lost") {
+    stop_and_drain({{"--start-limit", "2", "--start-interval", "60s", "--restart-delay", "10ms"}, {}, 0},
                    [](serve_fixture& serve, const auto& fifo, const auto& book, const auto& dir) {
                        deliver(fifo, book, dir.path());
                        pid_t consumer = serve.consumer();
@@ -105,6 +105,10 @@ TEST_CASE("start limit reached under serve: nothing lost") {
                            REQUIRE(::kill(consumer, SIGKILL) == 0);
                            consumer = i == 0 ? serve.consumer(consumer) : -1;
                        }
+                       // Not giving up: the FIFO is kept, and stopping still saves what is in it.
+                       REQUIRE(eventually([&] { return serve.output().err().find("keeping the FIFO") != std::string::npos; }, 20s));
+                       CHECK(is_alive(serve.pid()));
+                       serve.signal(SIGTERM);
                    });
 }
 

@@ -63,7 +63,7 @@ TEST_CASE("the consumer gets fds 0-3, fd 3 the FIFO, LISTEN_* for its own pid, n
     CHECK(r.out.find("SigIgn:\t0000000000000000\n") != std::string::npos);
 }
 
-TEST_CASE("a crashing consumer is restarted with backoff until the start limit") {
+TEST_CASE("a crashing consumer is restarted with backoff until the start limit, then given up on with the FIFO empty") {
     coffee::test::temp_dir dir;
     const auto r = coffee::test::run(serve_args(dir.path() / "orders", COFFEE_TEST_CHILD,
                                                 {"--restart-delay", "10ms", "--start-limit", "3", "--", "exit", "3"}),
@@ -77,6 +77,46 @@ TEST_CASE("a crashing consumer is restarted with backoff until the start limit")
     CHECK(r.err.find("giving up") != std::string::npos);
 }
 
+// Reads serve's log until it says it waits (keeps the FIFO and retries).
+bool says_it_waits(coffee::test::piped_child& serve, std::vector<std::string>& log) {
+    std::string partial;
+    return coffee::test::read_lines_until(
+        serve.err.get(), log, partial,
+        [](const auto& lines) { return !lines.empty() && lines.back().find("keeping the FIFO") != std::string::npos; },
+        20s);
+}
+
+TEST_CASE("a consumer that keeps crashing with orders in the FIFO: serve keeps the FIFO and waits instead of giving up") {
+    coffee::test::temp_dir dir;
+    const auto fifo = dir.path() / "orders";
+    // The second start comes 2s after the first failure: the orders are in by then.
+    auto serve = coffee::test::start(serve_args(
+        fifo, COFFEE_TEST_CHILD, {"--restart-delay", "2s", "--start-limit", "2", "--stop-timeout", "300ms", "--", "exit", "3"}));
+    write_to_fifo(fifo, "Latte\nMocha\n");
+    std::vector<std::string> log;
+    REQUIRE(says_it_waits(serve, log));
+    CHECK(log.back().find("(12 bytes, 2 whole lines of orders wait in it)") != std::string::npos);
+    CHECK(coffee::test::is_alive(serve.process.pid()));
+    serve.process.send_signal(SIGTERM);
+    const auto r = coffee::test::communicate(serve, {}, 20s);
+    CHECK(r.exit_code() == 74);  // the drain pass cannot save them: that consumer only exits 3
+    CHECK(r.err.find("giving up") == std::string::npos);
+    CHECK(r.err.find("error: 12 bytes (2 whole lines) of orders are left in the FIFO") != std::string::npos);
+}
+
+TEST_CASE("a consumer that keeps exiting 75 (its journal still locked) is waited for, even with the FIFO empty") {
+    coffee::test::temp_dir dir;
+    auto serve = coffee::test::start(serve_args(dir.path() / "orders", COFFEE_TEST_CHILD,
+                                                {"--restart-delay", "10ms", "--start-limit", "2", "--", "exit", "75"}));
+    std::vector<std::string> log;
+    REQUIRE(says_it_waits(serve, log));
+    CHECK(coffee::test::is_alive(serve.process.pid()));
+    serve.process.send_signal(SIGTERM);
+    const auto r = coffee::test::communicate(serve, {}, 20s);
+    CHECK(r.exit_code() == 0);  // stopped while the consumer was down, nothing in the FIFO
+    CHECK(r.err.find("giving up") == std::string::npos);
+}
+
 TEST_CASE("a consumer that reports a usage error is not restarted") {
     coffee::test::temp_dir dir;
     const auto r = coffee::test::run(serve_args(dir.path() / "orders", COFFEE_TEST_CHILD, {"--", "exit", "64"}), {}, 20s);
@@ -84,7 +124,7 @@ TEST_CASE("a consumer that reports a usage error is not restarted") {
     CHECK(r.err.find("not restarting") != std::string::npos);
 }
 
-TEST_CASE("serve never ends holding orders silently: it counts them at error level and exits 75") {
+TEST_CASE("serve never ends holding orders silently: it counts them at error level and exits 74") {
     coffee::test::temp_dir dir;
     const auto fifo = dir.path() / "orders";
     // A consumer that reads nothing and exits 0 (as --timeout would); the
@@ -96,7 +136,7 @@ TEST_CASE("serve never ends holding orders silently: it counts them at error lev
     write_to_fifo(fifo, "Latte\nMocha\nEspresso\nhalf a li");
     const auto r = coffee::test::communicate(serve, {}, 20s);
     CHECK_FALSE(r.timed_out);
-    CHECK(r.exit_code() == 75);
+    CHECK(r.exit_code() == 74);
     CHECK(r.err.find("started the consumer once more") != std::string::npos);
     CHECK(r.err.find("error: 30 bytes (3 whole lines) of orders are left in the FIFO") != std::string::npos);
 }
