@@ -57,8 +57,9 @@ run_as() {
   mkdir -m 0700 "$home"
   [[ -n $who ]] && as=(setpriv --reuid="$who" --regid="$who" --init-groups --)
   local env=(env -i PATH=/usr/bin:/bin HOME="$home" USER="$name" LOGNAME="$name" SHELL=/bin/bash)
-  # The install, as the build tree's owner (this script's user), into the home.
-  "${env[@]}" bash -euc "$install" >"$home.install" 2>&1 || { cat "$home.install"; echo "$name: the install failed"; return 1; }
+  # The install, as the build tree's owner (this script's user), into the
+  # home; one at a time, since each writes the units into the tree.
+  flock "$scratch/install.lock" "${env[@]}" bash -euc "$install" >"$home.install" 2>&1 || { cat "$home.install"; echo "$name: the install failed"; return 1; }
   [[ -n $who ]] && chown -R "$who:" "$home"
   "${as[@]}" "${env[@]}" bash -euc "$setup exec $consumer" >"$home.out" 2>"$home.err" </dev/null &
   local shop=$!
@@ -101,7 +102,7 @@ if ((EUID != 0)); then
   exit 0
 fi
 
-for tool in useradd userdel groupadd groupdel getent setpriv; do
+for tool in useradd userdel groupadd groupdel getent setpriv flock; do
   command -v $tool >/dev/null || { echo "SKIP: $tool is missing, so no throw-away user"; exit 0; }
 done
 # A throw-away user whose name cannot clash with a real one.
