@@ -80,6 +80,8 @@ test)
   # Each suite runs whatever became of the one before; the summary at the end
   # counts them all and says which failed or did not run.
   fuzz=0 asan=0 tsan=0
+  # Ctrl-C stops the whole run, not the suite at hand only.
+  trap 'echo "setup: interrupted" >&2; exit 130' INT TERM
   # The line reader and validator under libFuzzer for 60 s.
   tests/fuzz/run.sh "${COFFEE_FUZZ_SECONDS:-60}" || fuzz=$?
   # Everything under AddressSanitizer + UndefinedBehaviorSanitizer, -Werror.
