@@ -3,8 +3,8 @@
 #   ./setup.sh demo   install the build packages, build the three programs (release), run the demo
 #   ./setup.sh test   install build + test packages, build with sanitizers, run every test
 # Packages are installed only when missing: as root with apt-get, otherwise
-# through sudo. A user who cannot do either is told so, with the package
-# list, before anything else happens.
+# through sudo. A user who cannot do either is told, before anything else
+# happens, to install them as root and then to run the script as themself.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -29,16 +29,17 @@ install_missing() {
 
   local sudo=()
   if ((EUID != 0)); then
-    local how="run this script as root, or, as root, 'apt-get install sudo' and add
-       yourself to the sudo group ('adduser $(id -un) sudo'; log in again), or install
-       the packages yourself:
-         apt-get install ${missing[*]}"
+    # Not "run this script as root": the build folders would then be root's,
+    # and the user's next run could not write them.
+    local how="To go on, install them as root:
+         apt-get install ${missing[*]}
+       then run this script again as yourself ($(id -un))."
     command -v sudo >/dev/null 2>&1 ||
-      die "these packages are missing and 'sudo' is not installed: ${missing[*]}
-       To go on, $how"
+      die "these packages are missing, and 'sudo' is not installed to install them: ${missing[*]}
+       $how"
     echo "setup: these packages are missing: ${missing[*]}; asking sudo for the right to install them"
-    sudo -v || die "sudo does not let $(id -un) install packages.
-       To go on, $how"
+    sudo -v || die "these packages are missing, and sudo does not let $(id -un) install them: ${missing[*]}
+       $how"
     # sudo resets the environment: name the variable on apt-get's command line.
     sudo=(sudo env DEBIAN_FRONTEND=noninteractive)
   fi
@@ -47,14 +48,23 @@ install_missing() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-# Every skipped test and the reason it gave, from each ctest run's JUnit file.
-report_skips() {
-  tests/support/report-skips.sh build/ci/junit.xml build/ci-tsan/junit.xml || true
+# A build folder made by someone else (root, say) cannot be written: say so,
+# rather than let CMake fail on CMakeCache.txt.
+check_build_owner() {
+  ((EUID == 0)) && return 0
+  [[ -e build ]] || return 0
+  local theirs
+  theirs=$(find build ! -user "$EUID" -print -quit 2>/dev/null || echo build)
+  [[ -z $theirs ]] && return 0
+  die "'$PWD/$theirs' belongs to $(stat -c %U "$theirs" 2>/dev/null || echo 'another user'), not to you ($(id -un)): the build cannot write there.
+       As root, remove the build folder ('rm -rf $PWD/build') or give it to yourself
+       ('chown -R $(id -un): $PWD/build'), then run this script again."
 }
 
 case "${1:-}" in
 demo)
   install_missing "${build_packages[@]}"
+  check_build_owner
   cmake --preset release
   # Only what the demo runs, not the test programs.
   cmake --build --preset release --target coffee-launcher coffee-consumer coffee-producer
@@ -62,17 +72,25 @@ demo)
   ;;
 test)
   install_missing "${build_packages[@]}" "${test_packages[@]}"
+  check_build_owner
   # In CI the systemd tests must really run: a machine that cannot boot the
   # container fails instead of skipping.
   [[ ${CI:-} == true ]] && export COFFEE_SYSTEMD_TESTS=require
   rm -f build/ci/junit.xml build/ci-tsan/junit.xml
-  trap report_skips EXIT
+  # Each suite runs whatever became of the one before; the summary at the end
+  # counts them all and says which failed or did not run.
+  fuzz=0 asan=0 tsan=0
+  # Ctrl-C stops the whole run, not the suite at hand only.
+  trap 'echo "setup: interrupted" >&2; exit 130' INT TERM
   # The line reader and validator under libFuzzer for 60 s.
-  tests/fuzz/run.sh "${COFFEE_FUZZ_SECONDS:-60}"
+  tests/fuzz/run.sh "${COFFEE_FUZZ_SECONDS:-60}" || fuzz=$?
   # Everything under AddressSanitizer + UndefinedBehaviorSanitizer, -Werror.
-  cmake --workflow --preset ci
+  cmake --workflow --preset ci || asan=$?
   # The threaded code (consumer, launcher) again under ThreadSanitizer.
-  cmake --workflow --preset ci-tsan
+  cmake --workflow --preset ci-tsan || tsan=$?
+  echo
+  exec tests/support/test-summary.sh fuzz - "$fuzz" \
+    asan+ubsan build/ci/junit.xml "$asan" tsan build/ci-tsan/junit.xml "$tsan"
   ;;
 *)
   echo "usage: $0 demo|test" >&2

@@ -94,19 +94,34 @@ struct shop_dir {
         }
         const auto mnt = dir / "tmpfs";
         std::filesystem::create_directory(mnt);
-        std::vector<std::string> argv{"/usr/bin/unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
-                                      mnt.native()};
-        argv.insert(argv.end(), args.begin(), args.end());
-        process p{argv, io(name)};
-        if (!coffee::test::eventually([&] { return std::filesystem::exists(fifo); }, 5s)) {
+        // In a chroot whose / is not a mount point, / cannot be made private
+        // (EINVAL): then the namespace keeps the propagation it has, and the
+        // script unmounts the tmpfs itself (which undoes any copy of it).
+        for (const std::string propagation : {"private", "unchanged"}) {
+            const std::string body = propagation == "private" ? script : "trap 'umount \"$1\"' EXIT\n" + script;
+            std::vector<std::string> argv{"/usr/bin/unshare", "-m", "--propagation", propagation, "sh", "-c", body, "sh",
+                                          mnt.native()};
+            argv.insert(argv.end(), args.begin(), args.end());
+            process p{argv, io(name)};
+            // Until the FIFO is there or the script has given up.
+            bool exited = false;
+            REQUIRE(coffee::test::eventually(
+                [&] { return std::filesystem::exists(fifo) || (exited = p.wait_for(0ms).has_value()); }, 120s));
+            if (!exited)
+                return p;
             const int rc = p.wait();
+            if (rc == 1 && propagation == "private" &&
+                coffee::test::file_contains(err(name), "cannot change root filesystem propagation"))
+                continue;
             if (rc == 99 || rc == 1) {
-                std::printf("SKIP: cannot mount a tmpfs in a private mount namespace (unshare -m: exit %d)\n", rc);
+                const auto said = coffee::test::read_lines(err(name));
+                std::printf("SKIP: cannot mount a tmpfs in a private mount namespace (unshare -m --propagation %s: exit %d%s%s)\n",
+                            propagation.c_str(), rc, said.empty() ? "" : ": ", said.empty() ? "" : said.front().c_str());
                 return std::nullopt;
             }
             FAIL("the consumer did not start: exit " << rc);
         }
-        return p;
+        return std::nullopt;
     }
 };
 
@@ -344,8 +359,10 @@ TEST_CASE("brew 0 judges every kind of line exactly as a brew time does, whereve
         fifo_holder holder{shop.fifo};
         for (std::size_t i = 0; i < texts.size(); ++i) {
             holder.write(texts[i]);
+            // The mark's own line: with 16 baristas it may be the first line served.
             const std::string mark = "\nM" + std::to_string(i) + "\n";
-            REQUIRE(coffee::test::eventually([&] { return coffee::test::file_contains(shop.out(name), mark); }, 30s));
+            REQUIRE(coffee::test::eventually(
+                [&] { return ("\n" + coffee::test::read_file(shop.out(name))).find(mark) != std::string::npos; }, 120s));
         }
         consumer.kill(SIGTERM);
         CHECK(consumer.wait() == 0);
@@ -785,12 +802,6 @@ TEST_CASE("an unsafe journal path is refused at once and left untouched") {
         CHECK(std::filesystem::is_symlink(j));
         CHECK(coffee::test::read_file(target) == "precious\n");
     }
-    SUBCASE("a file owned by someone else") {
-        const auto j = shop.dir / "j";
-        coffee::test::write_file(j, "");
-        REQUIRE(::chown(j.c_str(), 65534, 65534) == 0);
-        refused(j, 77, "owned by uid 65534");
-    }
     SUBCASE("a journal that others may read or write (mode 0666 or 0640)") {
         // Making it 0600 would not close what others opened while they could.
         for (const auto& [mode, octal] : {std::pair<mode_t, std::string>{0666, "0666"}, {0640, "0640"}}) {
@@ -804,6 +815,21 @@ TEST_CASE("an unsafe journal path is refused at once and left untouched") {
             CHECK(coffee::test::read_file(j) == "records of orders\n");
         }
     }
+}
+
+TEST_CASE("a journal file owned by someone else is refused at once and left untouched") {
+    if (::geteuid() != 0) {
+        std::printf("SKIP: needs root to give the journal file to another user (chown to uid 65534)\n");
+        return;
+    }
+    shop_dir shop;
+    const auto j = shop.dir / "j";
+    coffee::test::write_file(j, "precious\n");
+    REQUIRE(::chown(j.c_str(), 65534, 65534) == 0);
+    CHECK(coffee::test::run({consumer_bin, "--fifo", shop.fifo.native(), "--journal", j.native(), "--timeout", "5s"},
+                            shop.io("c"), 10s) == 77);
+    CHECK(coffee::test::file_contains(shop.err("c"), "owned by uid 65534"));
+    CHECK(coffee::test::read_file(j) == "precious\n");
 }
 
 TEST_CASE("an old text backlog is moved into the journal and served first") {

@@ -474,6 +474,21 @@ TEST_CASE("pipe mode: short-lived processes the command leaves behind are reaped
     CHECK(launcher.wait() == 0);
 }
 
+TEST_CASE("a user who may not create the FIFO is told how to choose another") {
+    REQUIRE_THROWAWAY_USER(user);
+    logs log;
+    tmp_entry root_dir;  // root's, as /run is: a user may look, not create
+    REQUIRE(::mkdir(root_dir.path.c_str(), 0755) == 0);
+    // The FIFO in root's directory, and a directory of its own there (as /run/coffee-shop/orders).
+    for (const fs::path& fifo : {root_dir.path / "orders", root_dir.path / "coffee-shop" / "orders"}) {
+        CAPTURE(fifo);
+        CHECK(coffee::test::run(user->as_user({consumer_bin, "--fifo", fifo.native(), "--timeout", "1s"}), log.io("c")) == 77);
+        CHECK(file_contains(log.err("c"), "Permission denied"));
+        CHECK(file_contains(log.err("c"), "--fifo PATH, or $COFFEE_FIFO, or set XDG_RUNTIME_DIR"));
+        CHECK_FALSE(fs::exists(fs::symlink_status(fifo)));
+    }
+}
+
 TEST_CASE("a writer that shrinks the pipe: the consumer says so and sets it back") {
     logs log;
     temp_dir dir;
@@ -482,11 +497,16 @@ TEST_CASE("a writer that shrinks the pipe: the consumer says so and sets it back
     REQUIRE(coffee::test::eventually([&] { return has_reader(fifo); }));
     coffee::unique_fd writer{::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)};
     REQUIRE(writer);
+    // A reader is there as soon as the FIFO is open, before the shop has
+    // grown its pipe and noted the size to keep: a served order says it has.
+    REQUIRE(::write(writer.get(), "Latte\n", 6) == 6);
+    REQUIRE(coffee::test::eventually([&] { return file_contains(log.out("shop"), "Latte\n"); }, 120s));
     const int size = ::fcntl(writer.get(), F_GETPIPE_SZ);
     REQUIRE(size > 4096);
     REQUIRE(::fcntl(writer.get(), F_SETPIPE_SZ, 4096) == 4096);
-    CHECK(coffee::test::eventually([&] { return file_contains(log.err("shop"), "was shrunk from"); }, 5s));
-    CHECK(coffee::test::eventually([&] { return ::fcntl(writer.get(), F_GETPIPE_SZ) == size; }, 5s));
+    // The shop looks once a second; the bounds are only safety nets.
+    CHECK(coffee::test::eventually([&] { return file_contains(log.err("shop"), "was shrunk from"); }, 120s));
+    CHECK(coffee::test::eventually([&] { return ::fcntl(writer.get(), F_GETPIPE_SZ) == size; }, 120s));
     CHECK(file_contains(log.err("shop"), "warn"));
     shop.kill(SIGTERM);
     CHECK(shop.wait() == 0);

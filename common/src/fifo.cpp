@@ -25,6 +25,14 @@ namespace {
     throw exit_error(exit_config, fmt::format("'{}' is {}, not a FIFO; refusing to use it", path.native(), file_type_name(mode)));
 }
 
+// A FIFO or directory the shop may not create (the system shop's, for a user
+// without $XDG_RUNTIME_DIR): the way out, after the error itself.
+[[noreturn]] void throw_not_ours_to_create(int err, const std::string& what) {
+    throw exit_error(exit_noperm, fmt::format("{}: {}; choose a FIFO this user may create: --fifo PATH, or $COFFEE_FIFO, "
+                                              "or set XDG_RUNTIME_DIR for a per-user shop",
+                                              what, std::generic_category().message(err)));
+}
+
 std::string env_or_empty(const char* name) {
     const char* value = std::getenv(name);
     return value != nullptr ? value : "";
@@ -84,8 +92,11 @@ fifo_place open_fifo_directory(const fs::path& path, bool create) {
     const unique_fd grandparent = open_safe_directory(directory_of(dir));
     {
         const umask_guard mask{0077};
-        if (::mkdirat(grandparent.get(), dir.filename().c_str(), 0700) != 0 && errno != EEXIST)
+        if (::mkdirat(grandparent.get(), dir.filename().c_str(), 0700) != 0 && errno != EEXIST) {
+            if (errno == EACCES || errno == EPERM)
+                throw_not_ours_to_create(errno, fmt::format("create directory '{}'", dir.native()));
             throw_system_error(errno, "create directory '{}' (only its last component is created)", dir.native());
+        }
     }
     place.dir = open_safe_directory(dir);
     return place;
@@ -196,6 +207,8 @@ unique_fd open_fifo_for_reading(const fs::path& path, const fifo_policy& policy)
             const umask_guard mask{static_cast<mode_t>(~policy.create_mode & 0777U)};
             created = ::mkfifoat(place.dir.get(), place.name.c_str(), policy.create_mode) == 0;
         }
+        if (!created && (errno == EACCES || errno == EPERM))
+            throw_not_ours_to_create(errno, fmt::format("create FIFO '{}'", path.native()));
         if (!created && errno != EEXIST)
             throw_system_error(errno, "create FIFO '{}'", path.native());
 

@@ -254,8 +254,14 @@ grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null
 grep -qw overlay /proc/filesystems || skip "the kernel has no overlayfs"
 # Say what unshare said: "need a capability" is one cause among several (a
 # chroot whose / is not a mount point fails with EINVAL, for one).
-why=$(unshare --mount --propagation private --pid --fork --kill-child --mount-proc true 2>&1) \
-    || skip "cannot create mount + pid namespaces: ${why:-unshare failed}"
+# That one cannot be worked around here: with / left shared, the tmpfs on
+# /run and /tmp would reach the host.
+if ! why=$(unshare --mount --propagation private --pid --fork --kill-child --mount-proc true 2>&1); then
+    case $why in
+    *propagation*) why="$why; / is not a mount point here (a chroot?): bind-mount the chroot's directory onto itself (mount --bind DIR DIR) before entering it" ;;
+    esac
+    skip "cannot create mount + pid namespaces: ${why:-unshare failed}"
+fi
 
 mkdir -p "$OUT" || usage "cannot create $OUT"
 OUT=$(readlink -f "$OUT")
