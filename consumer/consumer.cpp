@@ -1575,6 +1575,8 @@ int keep_pipe_size(int fd, const std::filesystem::path& name, int wanted) {
         spdlog::warn("the pipe of '{}' was shrunk to {} bytes (F_SETPIPE_SZ) before the shop opened; set it to {}",
                      name.native(), size, set);
     return set < 0 ? size : set;
+}
+
 bool has_state_directory() {
     const char* state = std::getenv("STATE_DIRECTORY");
     return state != nullptr && *state != '\0';

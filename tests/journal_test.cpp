@@ -238,7 +238,9 @@ TEST_CASE("a busy journal is rewritten with its unserved orders, their numbers, 
             else if (i != 50)
                 j.mark_served(batches[static_cast<std::size_t>(i)].first_seq, 2);
         }
-        CHECK(j.note_output_write({7, 8, 100, 5}) == 0);
+        std::string w;
+        coffee::consumer::journal_format::encode_output_write(w, coffee::consumer::output_file{7, 8}, 100, "Latte");
+        CHECK(j.note_output_write(w) == 0);
         CHECK(j.in_flight() == 3);
         const auto before = j.bytes();
         CHECK_FALSE(j.rewrite(before + 1));  // not grown past the slack yet
