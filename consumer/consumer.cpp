@@ -1577,17 +1577,18 @@ int keep_pipe_size(int fd, const std::filesystem::path& name, int wanted) {
     return set < 0 ? size : set;
 }
 
-bool has_state_directory() {
+// $STATE_DIRECTORY, when set and not empty (systemd's StateDirectory=).
+std::optional<std::string_view> state_directory() {
     const char* state = std::getenv("STATE_DIRECTORY");
-    return state != nullptr && *state != '\0';
+    if (state == nullptr || *state == '\0')
+        return std::nullopt;
+    return std::string_view{state};
 }
 
 // $STATE_DIRECTORY may list several directories, separated by colons.
 std::filesystem::path default_journal(const std::filesystem::path& fifo_path) {
-    if (const char* state = std::getenv("STATE_DIRECTORY"); state != nullptr && *state != '\0') {
-        const std::string_view dirs{state};
-        return std::filesystem::path{dirs.substr(0, dirs.find(':'))} / "journal";
-    }
+    if (const auto dirs = state_directory())
+        return std::filesystem::path{dirs->substr(0, dirs->find(':'))} / "journal";
     return fifo_path.native() + ".journal";
 }
 
@@ -1719,7 +1720,7 @@ int run(const options& opts) {
             // path to keep the journal beside, and the working directory is
             // no place for it.
             const bool named = fifo_path.is_absolute() && !fifo_path.native().ends_with(" (deleted)");
-            if (!named && opts.journal.empty() && !has_state_directory())
+            if (!named && opts.journal.empty() && !state_directory())
                 throw exit_error(exit_config,
                                  fmt::format("inherited fd 3 (LISTEN_FDS) is '{}', not a FIFO with a path beside which the "
                                              "journal could live; give --journal PATH, or set $STATE_DIRECTORY "
