@@ -1,5 +1,6 @@
 #!/bin/sh
-# Builds the Debian package the way README says and checks what is in it:
+# Builds the Debian package the way README and docs/systemd.md say, and checks
+# what is in it:
 #   build-deb.sh BUILD_DIR OUT_DIR      -> OUT_DIR/coffee-shop_*.deb
 set -u
 build=${1:?usage: build-deb.sh BUILD_DIR OUT_DIR} out=${2:?usage: build-deb.sh BUILD_DIR OUT_DIR}

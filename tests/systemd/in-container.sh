@@ -3,7 +3,7 @@
 # nspawn-harness.sh INSIDE the throw-away container (as root, cwd /coffee/out):
 #   in-container.sh DEB SRC_DIR
 # DEB is the package built by build-deb.sh; SRC_DIR the source tree (for the
-# crontab line in README). Everything here happens on the container's tmpfs
+# crontab line in docs/systemd.md). Everything here happens on the container's tmpfs
 # overlay and vanishes with it.
 set -u
 deb=${1:?usage: in-container.sh DEB SRC_DIR} src=${2:?usage: in-container.sh DEB SRC_DIR}
@@ -178,7 +178,7 @@ check "all of them at priority 4 (warning)" sh -c "test \"\$(journalctl -u $svc 
 check "orders and routine logs are not at warning priority" sh -c "! journalctl -u $svc -p warning -o cat --no-pager | grep -qE '^(order-|slow-)|Processing order'"
 check "served orders are in the journal at info" sh -c "journalctl -u $svc -p info..info -o cat --no-pager | grep -qx after-garbage"
 
-section "6. coffee-producer.timer fires; the README crontab line delivers under cron's environment"
+section "6. coffee-producer.timer fires; the crontab line of docs/systemd.md delivers under cron's environment"
 menu='(Espresso|Arabica|Latte|Cappuccino) #[0-9]+'
 before=$(served_count "$menu")
 mkdir -p /etc/systemd/system/coffee-producer.timer.d
@@ -195,12 +195,12 @@ check "coffee-producer.service succeeded (DynamicUser + SupplementaryGroups=coff
 journal coffee-producer.service | tail -n 3
 
 line=""
-for readme in "$src/README.md"; do
-    [ -f "$readme" ] || continue
-    line=$(grep -E '^([0-9*/,-]+[[:space:]]+){5}/usr/bin/coffee-producer' "$readme" | head -n 1)
+for doc in "$src/docs/systemd.md"; do
+    [ -f "$doc" ] || continue
+    line=$(grep -E '^([0-9*/,-]+[[:space:]]+){5}/usr/bin/coffee-producer' "$doc" | head -n 1)
     [ -n "$line" ] && break
 done
-check "README has a crontab line for coffee-producer" test -n "$line"
+check "docs/systemd.md has a crontab line for coffee-producer" test -n "$line"
 cmd=$(printf '%s\n' "$line" | sed -E 's/^([^[:space:]]+[[:space:]]+){5}//')
 echo "crontab line: $line"
 echo "command part: $cmd"
