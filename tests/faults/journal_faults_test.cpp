@@ -469,7 +469,7 @@ TEST_CASE("a journal page copied over the next one: its whole order records are 
 
 // Producers ahead of the baristas all the time: no moment with nothing in
 // flight, so the journal is never emptied; it is rewritten with its unserved
-// orders as it goes, and stays under README's bound (about twice the
+// orders as it goes, and stays under docs/journal.md's bound (about twice the
 // unserved orders plus 2 MiB: here a few KiB of them at brew 1 ms; at brew
 // 0 the queue's 1,024 orders and up to about 2 MiB of takes), with every
 // order served once.

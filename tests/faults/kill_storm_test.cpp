@@ -118,9 +118,9 @@ TEST_SUITE("faults: kill -9") {
 
 // With stdout a file, brew 0 writes 128 KiB at a time, and a kill in the
 // middle of such a write() stops it at a page boundary, in the middle of a
-// line. The next start cuts that write off again (README "Output"). Each
-// kill here comes within 0.3 ms of the consumer's first write, in its burst
-// of writes; 0 to 3 of the 30 land inside a write (the log says "cut off"),
+// line. The next start cuts that write off again (docs/journal.md, "Output
+// cut-back"). Each kill here comes within 0.3 ms of the consumer's first
+// write, in its burst of writes; 0 to 3 of the 30 land inside a write (the log says "cut off"),
 // too few to prove the cut: stdout_faults_test.cpp does that. This one
 // counts the orders.
 TEST_CASE("kill -9 storm with stdout a file: brew 0, nothing torn, nothing lost") {

@@ -3,8 +3,8 @@
 #include <string>
 #include <string_view>
 
-// The line protocol, v1 (README "Line protocol"): one order per LF-terminated
-// line of UTF-8 text, at most max_line_bytes including the LF.
+// The line protocol, v1 (docs/design.md "The line protocol"): one order per
+// LF-terminated line of UTF-8 text, at most max_line_bytes including the LF.
 namespace coffee {
 
 // PIPE_BUF on Linux: a write() of at most this many bytes to a pipe is atomic.
