@@ -148,7 +148,7 @@ public:
             case 6: {  // one byte changed: never a valid record
                 std::string r = record('O', next_seq(bytes), order_text(bytes));
                 const std::size_t at = 4 + length % (r.size() - 4);
-                r[at] = static_cast<char>(r[at] ^ (1U << (length % 7 + 1)));
+                r[at] = static_cast<char>(static_cast<unsigned char>(r[at]) ^ (1U << (length % 7 + 1)));
                 journal += r;
                 break;
             }
@@ -177,7 +177,7 @@ private:
     }
 
     std::uint64_t next_seq(std::string_view bytes) {
-        seq_ += bytes.empty() ? 1 : static_cast<unsigned char>(bytes[0]) % 4;  // sometimes a gap
+        seq_ += bytes.empty() ? 1U : static_cast<unsigned char>(bytes[0]) % 4U;  // sometimes a gap
         return seq_;
     }
     // One or more orders of printable ASCII, each ending in LF.

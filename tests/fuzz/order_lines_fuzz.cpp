@@ -146,7 +146,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string text = whole_lines(input);
     check_whole_lines(text);
     // And the lines at another alignment, after a first line of 1..63 bytes.
-    const std::size_t shift = (input.empty() ? 0 : static_cast<unsigned char>(input[0]) % 63) + 1;
+    const std::size_t shift = (input.empty() ? 0U : static_cast<unsigned char>(input[0]) % 63U) + 1;
     check_whole_lines(std::string(shift, 'a') + "\n" + text);
     return 0;
 }
