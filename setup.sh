@@ -79,17 +79,24 @@ test)
   rm -f build/ci/junit.xml build/ci-tsan/junit.xml
   # Each suite runs whatever became of the one before; the summary at the end
   # counts them all and says which failed or did not run.
-  fuzz=0 asan=0 tsan=0
+  fuzz_reader=0 fuzz_lines=0 fuzz_journal=0 asan=0 tsan=0
   # Ctrl-C stops the whole run, not the suite at hand only.
   trap 'echo "setup: interrupted" >&2; exit 130' INT TERM
-  # The line reader and validator under libFuzzer for 60 s.
-  tests/fuzz/run.sh "${COFFEE_FUZZ_SECONDS:-60}" || fuzz=$?
+  # Three libFuzzer targets share 60 s, a third each: the line reader and
+  # validator, the consumer's one-pass line check against check_line, and
+  # the journal's scanner over garbage.
+  fuzz_seconds=$(( ${COFFEE_FUZZ_SECONDS:-60} / 3 ))
+  ((fuzz_seconds > 0)) || fuzz_seconds=1
+  tests/fuzz/run.sh "$fuzz_seconds" line_reader_fuzz || fuzz_reader=$?
+  tests/fuzz/run.sh "$fuzz_seconds" order_lines_fuzz || fuzz_lines=$?
+  tests/fuzz/run.sh "$fuzz_seconds" journal_scanner_fuzz || fuzz_journal=$?
   # Everything under AddressSanitizer + UndefinedBehaviorSanitizer, -Werror.
   cmake --workflow --preset ci || asan=$?
   # The threaded code (consumer, launcher) again under ThreadSanitizer.
   cmake --workflow --preset ci-tsan || tsan=$?
   echo
-  exec tests/support/test-summary.sh fuzz - "$fuzz" \
+  exec tests/support/test-summary.sh fuzz:line_reader - "$fuzz_reader" fuzz:order_lines - "$fuzz_lines" \
+    fuzz:journal_scanner - "$fuzz_journal" \
     asan+ubsan build/ci/junit.xml "$asan" tsan build/ci-tsan/junit.xml "$tsan"
   ;;
 *)

@@ -1,4 +1,5 @@
 #pragma once
+#include "journal_format.hpp"
 #include "order_queue.hpp"
 
 #include <coffee/unique_fd.hpp>
@@ -10,153 +11,27 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
-// The consumer's write-ahead order journal (README "The journal").
-//
-// A file of records, each:
-//   magic   4 bytes  C0 FF EE 4A ("\xC0\xFF\xEEJ": never in a valid order line)
-//   type    1 byte   'O' orders, 'S' served, 'W' a write to stdout
-//   zero    3 bytes
-//   length  4 bytes  little-endian, bytes of payload (at most max_payload)
-//   crc     4 bytes  little-endian CRC-32C of type, zero, length and payload
-//   payload          first_seq (8 bytes, little-endian), then
-//                    'O': one or more orders, each followed by LF; the i-th
-//                         has sequence number first_seq + i
-//                    'S': count (8 bytes): orders first_seq .. first_seq +
-//                         count - 1 were written whole to stdout
-//                    'W': (first_seq 0) a write to a stdout that is a
-//                         regular file, recorded before the write: device,
-//                         inode, offset, length (8 bytes each; the length at
-//                         most max_output_write), which of birth time and
-//                         generation follow (4: bit 0, bit 1), birth time's
-//                         nanoseconds (4), seconds (8), inode generation (8),
-//                         then the CRC-32C (4 each) of each piece of the
-//                         write that ends at a file offset inside it that is
-//                         a multiple of output_page: the first from the
-//                         write's start, the others a page each
-// An order is unserved while no 'S' record covers its number. A torn or
-// corrupt record fails its length or checksum; the reader skips to the next
-// magic that starts a valid record and reports the bytes it skipped.
-// Order numbers only grow through the file: an 'O' record whose first_seq
-// is below the end of the 'O' record before it is a copy (a page written
-// over another), reported as damage and never served again.
+// The consumer's write-ahead order journal (README "The journal"): the
+// file that holds the records of journal_format.hpp, and what is done to it
+// (open, lock, load, append, sync, compact, rewrite, rename).
 namespace coffee::consumer {
 
-namespace journal_format {
-inline constexpr std::string_view magic{"\xC0\xFF\xEE" "J", 4};
-inline constexpr std::size_t header_bytes = 16;
-inline constexpr std::size_t seq_bytes = 8;
-inline constexpr std::size_t max_payload = (std::size_t{1} << 20) + seq_bytes;
-inline constexpr char orders = 'O';
-inline constexpr char served = 'S';
-inline constexpr char output_write = 'W';
-// A 'W' record's payload after first_seq, without its CRCs.
-inline constexpr std::size_t output_write_bytes = 56;
-// The longest write a 'W' record describes (the consumer's output chunk to
-// a file), and the pages at whose file offsets a kill stops a write to a
-// file (4 KiB, or a multiple of it: those are multiples of 4 KiB too).
-inline constexpr std::size_t max_output_write = 131072;
-inline constexpr std::size_t output_page = 4096;
-
-// One whole record. `body` is the orders' text ('O') or the 8-byte count ('S').
-[[nodiscard]] std::string encode(char type, std::uint64_t first_seq, std::string_view body);
-// The 8-byte little-endian form of n, and back.
-[[nodiscard]] std::string le64(std::uint64_t n);
-[[nodiscard]] std::uint64_t read_le64(std::string_view bytes) noexcept;
-}  // namespace journal_format
-
-// Bytes of a journal that are not valid records.
-struct journal_damage {
-    std::uint64_t offset = 0;
-    std::uint64_t bytes = 0;
-    std::string reason;
-};
-
-// Reads the valid records of a journal file in order, with bounded memory
-// (one record plus a read buffer), whatever the file holds.
-class journal_scanner {
+// A journal file's bytes for a journal_scanner, read with pread (the
+// descriptor's offset does not move) from whatever `fd` owns at the time.
+class pread_source final : public byte_source {
 public:
-    struct record {
-        char type = 0;
-        std::uint64_t offset = 0;
-        std::uint64_t first_seq = 0;
-        std::string_view body;  // valid until the next call to next()
-    };
-
-    // Reads fd (with pread, not moving its offset) from 0 to `end`.
-    journal_scanner(int fd, std::uint64_t end, std::uint64_t start = 0) : fd_{fd}, end_{end}, pos_{start} {}
-    void extend(std::uint64_t end) noexcept { end_ = end; }
-
-    // The next valid record, or nullopt at the end. Each damaged stretch
-    // passed on the way is given to on_damage once; an 'O' record that
-    // repeats order numbers is one. Throws system_error.
-    std::optional<record> next(const std::function<void(const journal_damage&)>& on_damage);
+    explicit pread_source(const unique_fd& fd) noexcept : fd_{fd} {}
+    // Throws system_error.
+    std::size_t read(std::uint64_t offset, std::span<char> out) override;
 
 private:
-    std::size_t ensure(std::uint64_t pos, std::size_t n);  // bytes available at pos, up to n
-    [[nodiscard]] std::string_view at(std::uint64_t pos, std::size_t n) const;
-    std::uint64_t find_magic(std::uint64_t from);
-    std::string check(std::uint64_t pos, std::size_t& payload);  // empty: valid
-
-    int fd_;
-    std::uint64_t end_;
-    std::uint64_t pos_ = 0;
-    std::string buffer_;
-    std::uint64_t buffer_offset_ = 0;
-    std::uint64_t next_magic_ = 0;  // where find_magic last found one
-    std::uint64_t next_order_seq_ = 0;  // after the last 'O' record passed on
+    const unique_fd& fd_;
 };
-
-// A regular file that stdout writes to, named beyond its inode number,
-// which a file made after this one is removed may get again: by its birth
-// time and its inode generation, where the file system keeps them (ext4
-// both, tmpfs the birth time).
-struct output_file {
-    std::uint64_t device = 0;
-    std::uint64_t inode = 0;
-    bool has_birth = false;
-    std::int64_t birth_sec = 0;
-    std::uint32_t birth_nsec = 0;
-    bool has_generation = false;
-    std::uint64_t generation = 0;
-
-    // The file open at fd (fstat, statx, FS_IOC_GETVERSION); nullopt when
-    // it cannot be told.
-    static std::optional<output_file> of(int fd);
-    // True when both name the same file by more than device and inode.
-    [[nodiscard]] bool same_as(const output_file& other) const noexcept;
-};
-
-// Where a write to a stdout that is a regular file goes ('W' record).
-struct output_write {
-    output_file file;
-    std::uint64_t offset = 0;
-    std::uint64_t length = 0;
-    // The CRC-32C of each piece of the write that ends at a file offset
-    // inside it that is a multiple of output_page, in order: the first from
-    // `offset`, the others a page each.
-    std::vector<std::uint32_t> page_crcs;
-
-    // True when `end` is where a kill may have stopped the write part-way:
-    // a multiple of output_page inside it.
-    [[nodiscard]] bool may_stop_at(std::uint64_t end) const noexcept;
-    // True when `bytes`, found in the file from `offset`, are the write's
-    // first bytes, as far as their CRCs tell; they must end where it may
-    // stop.
-    [[nodiscard]] bool began_with(std::string_view bytes) const noexcept;
-};
-
-namespace journal_format {
-// Into `out` (its memory reused), the payload after first_seq of the 'W'
-// record of writing `bytes` at `offset` to `file`.
-void encode_output_write(std::string& out, const output_file& file, std::uint64_t offset, std::string_view bytes);
-// A 'W' record's payload after first_seq; nullopt when it is not a valid one
-// (a length of 0 or past max_output_write, or the wrong number of CRCs).
-[[nodiscard]] std::optional<consumer::output_write> decode_output_write(std::string_view body);
-}  // namespace journal_format
 
 // What opening a journal found in it.
 struct journal_load {
@@ -247,6 +122,7 @@ private:
 
     std::filesystem::path path_;
     unique_fd fd_;
+    pread_source source_{fd_};  // the scanners' way into fd_
     bool sync_;
     journal_load load_;
 

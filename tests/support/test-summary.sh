@@ -9,7 +9,7 @@
 # failed): it is named, and the last line then says "incomplete:", not "total:".
 # Usage: test-summary.sh NAME JUNIT.xml STATUS [NAME JUNIT.xml STATUS]...
 #   STATUS: the exit status of the suite's run (its cmake --workflow).
-#   JUNIT.xml "-": the suite is one test (the fuzz run), passed if STATUS is 0.
+#   JUNIT.xml "-": the suite is one test (a fuzz target's run), passed if STATUS is 0.
 # Exits 0 when every suite ran and passed, else 1.
 set -euo pipefail
 (($# > 0 && $# % 3 == 0)) || { echo "usage: $0 NAME JUNIT.xml STATUS..." >&2; exit 64; }
