@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-// The consumer's write-ahead order journal (README "The journal"): the
+// The consumer's write-ahead order journal (docs/journal.md): the
 // file that holds the records of journal_format.hpp, and what is done to it
 // (open, lock, load, append, sync, compact, rewrite, rename).
 namespace coffee::consumer {

@@ -2,7 +2,7 @@
 # Throughput, memory and idle latency of the shop, against the pipe itself
 # (wc -l, cat), in one run on the same data. Not a test: it prints figures.
 # With --brew-time 0 the consumer serves orders straight from the pipe
-# (README "Taking orders"): its journal is open but they need no record; (e)
+# (docs/design.md, "Taking orders"): its journal is open but they need no record; (e)
 # with --sync sends every order through the journal.
 # Usage:
 #   tests/bench/bench.sh [ORDERS (default 5000000)] [BUILD_DIR (default build/release)] [RUNS (default 3)] [LATENCY_ORDERS (default 2000)]

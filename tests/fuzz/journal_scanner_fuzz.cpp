@@ -59,7 +59,7 @@ void put_le(std::string& out, std::uint64_t n, std::size_t bytes) {
         out += static_cast<char>((n >> (8 * i)) & 0xFFU);
 }
 
-// A record as README "The journal" lays it out, written without its code.
+// A record as docs/journal.md lays it out, written without its code.
 std::string reference_record(char type, std::uint64_t first_seq, std::string_view body) {
     std::string payload;
     put_le(payload, first_seq, 8);

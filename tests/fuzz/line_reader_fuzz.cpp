@@ -22,7 +22,7 @@ void check(bool ok) {
 }
 
 // What a line should be, decided without coffee's code: decode code points
-// one by one and apply the v1 rules (README "Line protocol").
+// one by one and apply the v1 rules (docs/design.md, "The line protocol").
 std::pair<coffee::line_problem, std::size_t> reference_check(std::string_view raw) {
     using coffee::line_problem;
     std::string_view text = raw;
