@@ -1180,7 +1180,14 @@ clock::time_point shop::tail_deadline() const {
 // timed while the pipe is seen full (its writer may be waiting for room in
 // the middle of a big write()): its time starts again when it has room.
 void shop::watch_tail(clock::time_point now, bool looking) {
-    const bool look = looking && now >= next_tail_look_;
+    bool look = looking && now >= next_tail_look_;
+    // A line is quiet when its writer added nothing, not when the shop was
+    // late to look (a loaded machine): before cutting, see what is there.
+    if (tail_line_ < tail_seen_ && now >= tail_deadline() && consumed_ + pipe_bytes() > tail_seen_ && look_at_tail()) {
+        tail_look_delay_ = tail_look_fastest;
+        next_tail_look_ = now + tail_look_delay_;
+        look = false;
+    }
     const bool due = now >= tail_deadline();
     if (tail_line_ < tail_seen_ && (look || due)) {
         if (writer_may_wait_for_room(pipe_bytes(), due)) {

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -71,8 +72,9 @@ TEST_CASE("a fragment kept alive a space at a time is cut off once 2 s old: the 
     write_raw(shop.holder.get(), "FREE COFFEE, charge it to: ");
     std::atomic<bool> stop{false};
     std::thread trickle{[&] {
-        for (int i = 0; i < 200 && !stop; ++i) {
-            std::this_thread::sleep_for(300ms);
+        // A space every 100 ms: never quiet for 500 ms, even on a loaded machine.
+        for (int i = 0; i < 600 && !stop; ++i) {
+            std::this_thread::sleep_for(100ms);
             write_raw(shop.holder.get(), " ");
         }
     }};
@@ -84,6 +86,33 @@ TEST_CASE("a fragment kept alive a space at a time is cut off once 2 s old: the 
     CHECK(produce(shop.fifo, {"--finish"}) == 0);
     CHECK(consumer.wait(60s) == std::optional<int>{0});
     CHECK(consumer.output().lines() == std::vector<std::string>{"customer-2-C-1 Latte"});
+}
+
+TEST_CASE("a shop stopped for a while does not take a growing fragment for a quiet one: it is cut once 2 s old") {
+    scratch_shop shop;
+    consumer_fixture consumer{shop.fifo, {"--journal", shop.journal.native(), "--brew-time", "0", "--until-finish"}};
+    REQUIRE(eventually([&] { return logged(consumer, "open for orders"); }, 20s));
+    write_raw(shop.holder.get(), "half an order");
+    std::atomic<bool> stop{false};
+    std::thread trickle{[&] {
+        for (int i = 0; i < 600 && !stop; ++i) {
+            std::this_thread::sleep_for(100ms);
+            write_raw(shop.holder.get(), " ");
+        }
+    }};
+    // Stopped past the 500 ms of quiet while the writer goes on: once it runs
+    // again it must see the bytes added meanwhile before it calls the line quiet.
+    std::this_thread::sleep_for(200ms);
+    REQUIRE(::kill(consumer.pid(), SIGSTOP) == 0);
+    std::this_thread::sleep_for(900ms);
+    REQUIRE(::kill(consumer.pid(), SIGCONT) == 0);
+    CHECK(eventually([&] { return logged(consumer, "of an unfinished line (no LF, 2s since it began): 'half an order"); }, 20s));
+    CHECK_FALSE(logged(consumer, "(no LF, nothing more for"));
+    stop = true;
+    trickle.join();
+    CHECK(produce(shop.fifo, {"--finish"}) == 0);
+    CHECK(consumer.wait(60s) == std::optional<int>{0});
+    CHECK(consumer.output().lines().empty());
 }
 
 TEST_CASE("a fragment behind orders that wait for the baristas is cut off there: the next order is served unglued") {
