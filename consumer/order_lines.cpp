@@ -2,8 +2,8 @@
 
 #include <coffee/line_protocol.hpp>
 
-// Functions built twice, for AVX2 and plain x86-64, the loader picking one
-// (an ifunc). Not under ThreadSanitizer, which runs the loader's choice
+// Functions built twice by GCC, for AVX2 and plain x86-64, the loader
+// picking one (an ifunc); clang 14 ignores target_clones and builds one. Not under ThreadSanitizer, which runs the loader's choice
 // before it is initialised, and crashes at start.
 #if defined(__SANITIZE_THREAD__)
 #define COFFEE_AVX2_CLONES
@@ -60,14 +60,6 @@ std::uint64_t count_lines(std::string_view text) noexcept {
     for (; i < n; ++i)
         count += p[i] == '\n' ? 1 : 0;
     return count;
-}
-
-// True when `raw` (a line without its LF, from a take of plain_lines) is an
-// order exactly as it stands: what check_line would say, without looking at
-// each byte again.
-bool plain_order(std::string_view raw) noexcept {
-    return !raw.empty() && raw.size() <= max_order_bytes && raw.front() != ' ' && raw.back() != ' ' &&
-           raw != finish_message;
 }
 
 // True when every line of `lines` (whole lines, ending with LF) is an order
