@@ -4,10 +4,10 @@
 #include "launcher.hpp"
 
 #include <coffee/child_process.hpp>
-#include <coffee/stop_child.hpp>
 #include <coffee/errors.hpp>
 #include <coffee/posix.hpp>
 #include <coffee/signals.hpp>
+#include <coffee/stop_child.hpp>
 
 #include <spdlog/spdlog.h>
 

@@ -5,13 +5,13 @@
 #include "launcher.hpp"
 
 #include <coffee/child_process.hpp>
-#include <coffee/stop_child.hpp>
 #include <coffee/errors.hpp>
 #include <coffee/fifo.hpp>
 #include <coffee/pipe_fill.hpp>
 #include <coffee/posix.hpp>
 #include <coffee/sd_daemon.hpp>
 #include <coffee/signals.hpp>
+#include <coffee/stop_child.hpp>
 
 #include <spdlog/spdlog.h>
 
