@@ -5,12 +5,13 @@
 #include "shop_watch.hpp"
 
 #include <coffee/child_process.hpp>
-#include <coffee/stop_child.hpp>
 #include <coffee/errors.hpp>
 #include <coffee/line_protocol.hpp>
+#include <coffee/menu.hpp>
 #include <coffee/pipe_fill.hpp>
 #include <coffee/posix.hpp>
 #include <coffee/signals.hpp>
+#include <coffee/stop_child.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -34,7 +35,6 @@ namespace {
 
 using detail::clock;
 
-constexpr std::array menu{"Espresso", "Arabica", "Latte", "Cappuccino"};
 // How long the consumer's output may stay open after it exited.
 constexpr auto output_grace = std::chrono::seconds{2};
 // How often to retry writing "finish" when the FIFO is full.
