@@ -7,9 +7,11 @@
 #include <coffee/child_process.hpp>
 #include <coffee/errors.hpp>
 #include <coffee/line_protocol.hpp>
+#include <coffee/menu.hpp>
 #include <coffee/pipe_fill.hpp>
 #include <coffee/posix.hpp>
 #include <coffee/signals.hpp>
+#include <coffee/stop_child.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -33,7 +35,6 @@ namespace {
 
 using detail::clock;
 
-constexpr std::array menu{"Espresso", "Arabica", "Latte", "Cappuccino"};
 // How long the consumer's output may stay open after it exited.
 constexpr auto output_grace = std::chrono::seconds{2};
 // How often to retry writing "finish" when the FIFO is full.
@@ -242,18 +243,19 @@ int run_demo(const demo_options& opts, const unique_fd& signals) {
     bool stdout_ok = true;
     bool finish_sent = false;
     int stop_signal = 0;
-    std::optional<clock::time_point> kill_deadline;
+    const stop_plan plan{{SIGTERM, opts.stop_timeout}, {SIGKILL, forever}};
+    stop_schedule stop;  // one for all the children: they are stopped together
     std::optional<clock::time_point> drain_deadline;
     std::optional<clock::time_point> finish_deadline;
     std::vector<char> chunk(64 * 1024);
 
-    const auto stop_all = [&](int sig) {
+    const auto stop_all = [&] {
         next_arrival = members.size();  // customers not here yet stay away
         arrival_at.reset();
+        if (!stop.started())
+            (void)stop.begin(plan, clock::now());
         for (member& m : members)
-            m.process.send_signal(sig);
-        if (!kill_deadline)
-            kill_deadline = clock::now() + opts.stop_timeout;
+            m.process.send_signal(plan.front().signal);
     };
 
     // What the view or the summary lines show.
@@ -305,7 +307,7 @@ int run_demo(const demo_options& opts, const unique_fd& signals) {
                                    {notify ? notify->fd() : -1, POLLIN, 0},
                                    {child_logs.read ? child_logs.read.get() : -1, POLLIN, 0}}};
         const int timeout = detail::poll_timeout(detail::earliest(
-            detail::earliest(detail::earliest(kill_deadline, drain_deadline), detail::earliest(finish_deadline, arrival_at)), next_tick));
+            detail::earliest(detail::earliest(stop.deadline(), drain_deadline), detail::earliest(finish_deadline, arrival_at)), next_tick));
         if (retry_on_eintr([&] { return ::poll(fds.data(), fds.size(), timeout); }) < 0)
             throw_system_error(errno, "poll");
         if (fds[2].revents != 0)
@@ -328,7 +330,7 @@ int run_demo(const demo_options& opts, const unique_fd& signals) {
                 } else if (stop_signal == 0) {
                     stop_signal = *sig;
                     spdlog::info("received {}: stopping the children", signal_name(*sig));
-                    stop_all(SIGTERM);
+                    stop_all();
                 }
             }
         }
@@ -361,9 +363,9 @@ int run_demo(const demo_options& opts, const unique_fd& signals) {
             if (served.read && !drain_deadline)
                 drain_deadline = clock::now() + output_grace;
             // Without a shop, producers would only wait for their --wait.
-            if (!finish_sent && stop_signal == 0 && producers_running() && !kill_deadline) {
+            if (!finish_sent && stop_signal == 0 && producers_running() && !stop.started()) {
                 spdlog::error("the consumer stopped before the producers were done; stopping them");
-                stop_all(SIGTERM);
+                stop_all();
             }
         } else if (!finish_sent && stop_signal == 0 && !producers_running()) {
             finish_sent = try_send_finish(fifo);
@@ -385,15 +387,14 @@ int run_demo(const demo_options& opts, const unique_fd& signals) {
             served.read.reset();
             drain_deadline.reset();
         }
-        if (kill_deadline && now >= *kill_deadline) {
+        if (const auto step = stop.due(now)) {
             for (member& m : members) {
                 if (m.process.running()) {
-                    spdlog::warn("{} (pid {}) still running after {}; sending SIGKILL", m.role, m.process.pid(),
-                                 format_duration(opts.stop_timeout));
-                    m.process.send_signal(SIGKILL);
+                    spdlog::warn("{} (pid {}) still running after {}; sending {}", m.role, m.process.pid(),
+                                 format_duration(opts.stop_timeout), signal_name(step->signal));
+                    m.process.send_signal(step->signal);
                 }
             }
-            kill_deadline.reset();
         }
     }
 

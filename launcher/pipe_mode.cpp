@@ -7,6 +7,7 @@
 #include <coffee/errors.hpp>
 #include <coffee/posix.hpp>
 #include <coffee/signals.hpp>
+#include <coffee/stop_child.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -191,7 +192,7 @@ int run_pipe(const pipe_options& opts, const unique_fd& signals) {
     bool source_done = source.fd < 0;
     bool input_failed = false;
     std::optional<clock::time_point> drain_deadline;  // after the child exited
-    std::optional<clock::time_point> kill_deadline;   // after we forwarded SIGTERM
+    stop_schedule stop;  // begun by the first signal we pass on that stops
 
     const auto close_input = [&] {
         in_pipe.reset();
@@ -226,7 +227,7 @@ int run_pipe(const pipe_options& opts, const unique_fd& signals) {
             i_out = n;
             fds[n++] = {out_pipe.get(), POLLIN, 0};
         }
-        const int timeout = detail::poll_timeout(detail::earliest(drain_deadline, kill_deadline));
+        const int timeout = detail::poll_timeout(detail::earliest(drain_deadline, stop.deadline()));
         if (retry_on_eintr([&] { return ::poll(fds.data(), n, timeout); }) < 0)
             throw_system_error(errno, "poll");
         const auto ready = [&](std::size_t i) { return i != none && fds[i].revents != 0; };
@@ -241,8 +242,8 @@ int run_pipe(const pipe_options& opts, const unique_fd& signals) {
                 }
                 spdlog::info("received {}, passing it on to pid {}", signal_name(*sig), child.pid());
                 child.send_signal(*sig);
-                if (*sig != SIGHUP && !kill_deadline && child.running())
-                    kill_deadline = clock::now() + opts.stop_timeout;
+                if (*sig != SIGHUP && !stop.started() && child.running())
+                    (void)stop.begin({{*sig, opts.stop_timeout}, {SIGKILL, forever}}, clock::now());
             }
         }
         if (child_changed && child.running() && child.try_wait()) {
@@ -311,10 +312,10 @@ int run_pipe(const pipe_options& opts, const unique_fd& signals) {
             out_pipe.reset();
             drain_deadline.reset();
         }
-        if (kill_deadline && now >= *kill_deadline && child.running()) {
-            spdlog::warn("pid {} still running {} after the signal; sending SIGKILL", child.pid(), format_duration(opts.stop_timeout));
-            child.send_signal(SIGKILL);
-            kill_deadline.reset();
+        if (const auto step = stop.due(now); step && child.running()) {
+            spdlog::warn("pid {} still running {} after the signal; sending {}", child.pid(), format_duration(opts.stop_timeout),
+                         signal_name(step->signal));
+            child.send_signal(step->signal);
         }
     }
 

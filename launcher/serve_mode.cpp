@@ -11,6 +11,7 @@
 #include <coffee/posix.hpp>
 #include <coffee/sd_daemon.hpp>
 #include <coffee/signals.hpp>
+#include <coffee/stop_child.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -126,8 +127,7 @@ void drain_into_journal(const spawn_request& request, const unique_fd& signals, 
         if (clock::now() >= deadline) {
             spdlog::warn("the consumer (pid {}) did not stop within {}; sending SIGKILL", consumer.pid(),
                          format_duration(stop_timeout));
-            consumer.send_signal(SIGKILL);
-            (void)consumer.wait();
+            (void)stop_child(consumer, {{SIGKILL, forever}});
             return;
         }
     }
@@ -170,7 +170,7 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
     unsigned failures_in_a_row = 0;
     int stop_signal = 0;
     std::optional<clock::time_point> restart_at;
-    std::optional<clock::time_point> kill_deadline;
+    stop_schedule stop;  // begun by the signal that stops us
     // Waiting: the consumer failed --start-limit times in a row and is
     // retried from first_retry_delay up to max_retry_delay, until one stays
     // up for --start-interval (settled_at).
@@ -218,7 +218,7 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
     for (;;) {
         std::array<pollfd, 1> fds{{{signals.get(), POLLIN, 0}}};
         const int timeout =
-            detail::poll_timeout(detail::earliest(detail::earliest(restart_at, kill_deadline), settled_at));
+            detail::poll_timeout(detail::earliest(detail::earliest(restart_at, stop.deadline()), settled_at));
         if (retry_on_eintr([&] { return ::poll(fds.data(), fds.size(), timeout); }) < 0)
             throw_system_error(errno, "poll");
 
@@ -236,8 +236,7 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
                     return finish(exit_ok, true);
                 }
                 spdlog::info("received {}: stopping the consumer (pid {})", signal_name(*sig), consumer.pid());
-                consumer.send_signal(*sig);
-                kill_deadline = clock::now() + opts.stop_timeout;
+                consumer.send_signal(stop.begin({{*sig, opts.stop_timeout}, {SIGKILL, forever}}, clock::now()).signal);
                 restart_at.reset();
                 settled_at.reset();
             }
@@ -323,11 +322,10 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
                          format_duration(opts.start_interval));
             notify_status(fmt::format("serving: the consumer (pid {}) is up", consumer.pid()));
         }
-        if (kill_deadline && now >= *kill_deadline && consumer.running()) {
-            spdlog::warn("the consumer (pid {}) is still running {} after {}; sending SIGKILL", consumer.pid(),
-                         format_duration(opts.stop_timeout), signal_name(stop_signal));
-            consumer.send_signal(SIGKILL);
-            kill_deadline.reset();
+        if (const auto step = stop.due(now); step && consumer.running()) {
+            spdlog::warn("the consumer (pid {}) is still running {} after {}; sending {}", consumer.pid(),
+                         format_duration(opts.stop_timeout), signal_name(stop_signal), signal_name(step->signal));
+            consumer.send_signal(step->signal);
         }
     }
 }

@@ -3,6 +3,7 @@
 #include <coffee/errors.hpp>
 #include <coffee/fifo.hpp>
 #include <coffee/line_protocol.hpp>
+#include <coffee/menu.hpp>
 #include <coffee/posix.hpp>
 
 #include <spdlog/spdlog.h>
@@ -10,7 +11,6 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include <array>
 #include <chrono>
 #include <charconv>
 #include <iterator>
@@ -41,8 +41,6 @@ Exit codes:
       it is another user's FIFO in a directory others may write to (as /tmp)
   78  the path is not a FIFO (regular file, symlink, directory, socket)
 )";
-
-constexpr std::array menu{"Espresso", "Arabica", "Latte", "Cappuccino"};
 
 // Packs whole lines into writes of at most max_line_bytes: POSIX makes such
 // a write to a pipe atomic, so no other producer's line lands inside ours.

@@ -6,9 +6,12 @@
 //   test_child exit N              exits with N
 //   test_child sleep MS            sleeps MS milliseconds, then exits 0
 //                                  (a consumer that reads nothing)
+//   test_child ignore-term MS      ignores SIGTERM, prints "ready", then
+//                                  sleeps MS milliseconds and exits 0
 // Modes are found anywhere in argv, so `coffee-launcher serve` may put its
 // own options (--fifo PATH) in front.
 #include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,6 +83,12 @@ int main(int argc, char* argv[]) {
             return spew(std::strtoull(argv[i + 1], nullptr, 10));
         if (mode == "sleep" && i + 1 < argc)
             return ::usleep(static_cast<useconds_t>(std::atoi(argv[i + 1])) * 1000U) == 0 ? 0 : 2;
+        if (mode == "ignore-term" && i + 1 < argc) {
+            (void)::signal(SIGTERM, SIG_IGN);
+            if (std::printf("ready\n") < 0 || std::fflush(stdout) != 0)
+                return 3;
+            return ::usleep(static_cast<useconds_t>(std::atoi(argv[i + 1])) * 1000U) == 0 ? 0 : 2;
+        }
         if (mode == "exit" && i + 1 < argc)
             return std::atoi(argv[i + 1]);
     }
