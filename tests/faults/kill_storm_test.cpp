@@ -91,11 +91,16 @@ void run_storm(const storm& s) {
     CHECK(t.lost == 0);
     CHECK(t.torn == 0);
     CHECK(serve.output().partial().empty());
+    // The guarantee's bound is asserted; one order per barista per kill is
+    // tighter than it promises (a reader's take may be served again too),
+    // so that figure is only shown.
     const auto kills_n = static_cast<std::size_t>(kills);
-    MESSAGE("duplicates: ", t.duplicated, "; README's bound ", duplicate_bound(kills_n, s.baristas, s.brew == "0", 14),
-            ", the issue's target (one per barista per kill) ", duplicate_target(kills_n, s.baristas), ": ",
-            std::string{t.duplicated <= duplicate_target(kills_n, s.baristas) ? "met" : "NOT met"});
-    CHECK(t.duplicated <= duplicate_bound(kills_n, s.baristas, s.brew == "0", 14));
+    const std::size_t bound = duplicate_bound(kills_n, s.baristas, s.brew == "0", 14);
+    CHECK_MESSAGE(t.duplicated <= bound, "duplicates: ", t.duplicated, ", the guarantee's bound for ", kills,
+                  " kills: ", bound, " (one order per barista per kill would be ",
+                  duplicate_target(kills_n, s.baristas), ")");
+    MESSAGE("duplicates: ", t.duplicated, " of at most ", bound, "; one per barista per kill would be ",
+            duplicate_target(kills_n, s.baristas));
     if (!code || *code != 0)
         MESSAGE(serve.output().err());
 }

@@ -60,7 +60,7 @@ struct tally {
 // take of the reader (4 KiB of lines with a brew time, 64 KiB with brew 0).
 // `line_bytes`: an order's line with its LF.
 [[nodiscard]] std::size_t duplicate_bound(std::size_t kills, unsigned baristas, bool instant, std::size_t line_bytes);
-// The target, tighter: one order per barista per kill.
+// One order per barista per kill: tighter than the guarantee, shown, not asserted.
 [[nodiscard]] inline std::size_t duplicate_target(std::size_t kills, unsigned baristas) { return kills * baristas; }
 
 // Distinct expected orders among `served`.
