@@ -1,6 +1,8 @@
 // The journal's faults: a full or read-only disk, the wrong kind of file at
 // its path, corrupt contents. Each: no hang (every wait has a deadline and
-// kills), no order lost silently, no garbage served.
+// kills), no order lost silently, no garbage served. The random bytes come
+// from seeded_rng() (shop.hpp): each such test prints "COFFEE_TEST_SEED=N",
+// and COFFEE_TEST_SEED=N in the environment draws the same bytes again.
 #include "shop.hpp"
 
 #include <journal.hpp>
@@ -45,8 +47,7 @@ void drain(const std::filesystem::path& fifo, const std::filesystem::path& journ
         *log = consumer.output().err();
 }
 
-std::string random_bytes(std::size_t n, bool with_lfs) {
-    std::mt19937 rng{std::random_device{}()};
+std::string random_bytes(std::mt19937& rng, std::size_t n, bool with_lfs) {
     std::string bytes(n, '\0');
     for (auto& b : bytes)
         b = static_cast<char>(rng());
@@ -298,11 +299,12 @@ TEST_CASE("a FIFO, a device, a directory or a symlink at the journal's path: ref
 }
 
 TEST_CASE("a journal of random bytes: reported, no garbage served, the pipe's orders served") {
+    auto rng = seeded_rng();
     scratch_shop shop;
     const auto& dir = shop.dir;
     const auto& fifo = shop.fifo;
     const auto& journal = shop.journal;
-    write_file(journal, random_bytes(4096, true));
+    write_file(journal, random_bytes(rng, 4096, true));
     REQUIRE(::chmod(journal.c_str(), 0600) == 0);
     const order_book book = write_orders(dir.path(), 4, 100);
     auto producers = start_producers(fifo, book, dir.path());
@@ -338,6 +340,7 @@ TEST_CASE("a journal whose last record is cut short: the rest is served, the cut
 }
 
 TEST_CASE("random bytes in the middle of a journal: the damage reported, the rest served, no garbage served") {
+    auto rng = seeded_rng();
     scratch_shop shop;
     const auto& dir = shop.dir;
     const auto& fifo = shop.fifo;
@@ -349,7 +352,7 @@ TEST_CASE("random bytes in the middle of a journal: the damage reported, the res
     {
         const unique_fd fd{::open(journal.c_str(), O_WRONLY | O_CLOEXEC)};
         REQUIRE(fd);
-        const std::string bytes = random_bytes(damage, false);
+        const std::string bytes = random_bytes(rng, damage, false);
         const auto at = static_cast<off_t>(std::filesystem::file_size(journal) / 2);
         REQUIRE(::pwrite(fd.get(), bytes.data(), bytes.size(), at) == static_cast<ssize_t>(bytes.size()));
     }
@@ -365,6 +368,7 @@ TEST_CASE("random bytes in the middle of a journal: the damage reported, the res
 }
 
 TEST_CASE("50 MiB of garbage as the journal: read with bounded memory and time, nothing of it served") {
+    auto rng = seeded_rng();
     scratch_shop shop;
     const auto& dir = shop.dir;
     const auto& fifo = shop.fifo;
@@ -378,7 +382,7 @@ TEST_CASE("50 MiB of garbage as the journal: read with bounded memory and time, 
         CHECK(consumer.stop() == 0);
     }
     const auto& journal = shop.journal;
-    write_file(journal, random_bytes(50U << 20U, true));
+    write_file(journal, random_bytes(rng, 50U << 20U, true));
     REQUIRE(::chmod(journal.c_str(), 0600) == 0);
     auto producers = start_producers(fifo, book, dir.path());
     expect_delivered(producers);
@@ -397,6 +401,7 @@ TEST_CASE("50 MiB of garbage as the journal: read with bounded memory and time, 
 }
 
 TEST_CASE("a real journal followed by 50 MiB of garbage: its orders served, the garbage skipped in bounded memory") {
+    auto rng = seeded_rng();
     scratch_shop shop;
     const auto& fifo = shop.fifo;
     const auto& journal = shop.journal;
@@ -406,7 +411,7 @@ TEST_CASE("a real journal followed by 50 MiB of garbage: its orders served, the 
     {
         const unique_fd fd{::open(journal.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC)};
         REQUIRE(fd);
-        const std::string garbage = random_bytes(50U << 20U, true);
+        const std::string garbage = random_bytes(rng, 50U << 20U, true);
         REQUIRE(::write(fd.get(), garbage.data(), garbage.size()) == static_cast<ssize_t>(garbage.size()));
     }
     consumer_fixture consumer{fifo, draining(journal)};

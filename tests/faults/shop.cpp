@@ -15,8 +15,11 @@
 
 #include <array>
 #include <cerrno>
+#include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -301,6 +304,30 @@ void tmpfs_mount::fill(const std::string& name) const {
     while (retry_on_eintr([&] { return ::write(fd.get(), block.data(), block.size()); }) > 0) {
     }
 }
+
+std::optional<std::uint32_t> parse_seed(std::string_view text) {
+    std::uint32_t seed = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seed);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size())
+        return std::nullopt;
+    return seed;
+}
+
+std::uint32_t test_seed() {
+    std::uint32_t seed = 0;
+    if (const char* given = std::getenv("COFFEE_TEST_SEED")) {
+        const auto parsed = parse_seed(given);
+        if (!parsed)
+            FAIL("COFFEE_TEST_SEED=\"", std::string{given}, "\" is not a seed: give a number from 0 to 4294967295");
+        seed = parsed.value_or(0);
+    } else {
+        seed = std::random_device{}();
+    }
+    MESSAGE("COFFEE_TEST_SEED=", seed);
+    return seed;
+}
+
+std::mt19937 seeded_rng() { return std::mt19937{test_seed()}; }
 
 void skip(const std::string& reason) {
     std::printf("SKIP: %s\n", reason.c_str());
