@@ -65,24 +65,41 @@ TEST_CASE("an over-long line left unfinished is cut off like a fragment: the nex
     CHECK(logged(consumer, "rejected 1 lines"));
 }
 
+// An attacker who keeps an unfinished line alive: a space every 100 ms
+// (never quiet for 500 ms, even on a loaded machine), for at most a minute.
+class space_trickle {
+public:
+    explicit space_trickle(int fd)
+        : thread_{[this, fd] {
+              for (int i = 0; i < 600 && !stop_; ++i) {
+                  std::this_thread::sleep_for(100ms);
+                  write_raw(fd, " ");
+              }
+          }} {}
+    space_trickle(const space_trickle&) = delete;
+    space_trickle& operator=(const space_trickle&) = delete;
+    ~space_trickle() { stop(); }
+    void stop() {
+        stop_ = true;
+        if (thread_.joinable())
+            thread_.join();
+    }
+
+private:
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
 TEST_CASE("a fragment kept alive a space at a time is cut off once 2 s old: the next order is served as sent") {
     scratch_shop shop;
     consumer_fixture consumer{shop.fifo, {"--journal", shop.journal.native(), "--brew-time", "0", "--until-finish"}};
     REQUIRE(eventually([&] { return logged(consumer, "open for orders"); }, 20s));
     write_raw(shop.holder.get(), "FREE COFFEE, charge it to: ");
-    std::atomic<bool> stop{false};
-    std::thread trickle{[&] {
-        // A space every 100 ms: never quiet for 500 ms, even on a loaded machine.
-        for (int i = 0; i < 600 && !stop; ++i) {
-            std::this_thread::sleep_for(100ms);
-            write_raw(shop.holder.get(), " ");
-        }
-    }};
+    space_trickle trickle{shop.holder.get()};
     CHECK(eventually([&] { return logged(consumer, "of an unfinished line (no LF, 2s since it began): 'FREE COFFEE"); }, 20s));
     CHECK(produce(shop.fifo, {"customer-2-C-1 Latte"}) == 0);
     std::this_thread::sleep_for(1s);  // the attacker goes on
-    stop = true;
-    trickle.join();
+    trickle.stop();
     CHECK(produce(shop.fifo, {"--finish"}) == 0);
     CHECK(consumer.wait(60s) == std::optional<int>{0});
     CHECK(consumer.output().lines() == std::vector<std::string>{"customer-2-C-1 Latte"});
@@ -93,13 +110,7 @@ TEST_CASE("a shop stopped for a while does not take a growing fragment for a qui
     consumer_fixture consumer{shop.fifo, {"--journal", shop.journal.native(), "--brew-time", "0", "--until-finish"}};
     REQUIRE(eventually([&] { return logged(consumer, "open for orders"); }, 20s));
     write_raw(shop.holder.get(), "half an order");
-    std::atomic<bool> stop{false};
-    std::thread trickle{[&] {
-        for (int i = 0; i < 600 && !stop; ++i) {
-            std::this_thread::sleep_for(100ms);
-            write_raw(shop.holder.get(), " ");
-        }
-    }};
+    space_trickle trickle{shop.holder.get()};
     // Stopped past the 500 ms of quiet while the writer goes on: once it runs
     // again it must see the bytes added meanwhile before it calls the line quiet.
     std::this_thread::sleep_for(200ms);
@@ -108,8 +119,7 @@ TEST_CASE("a shop stopped for a while does not take a growing fragment for a qui
     REQUIRE(::kill(consumer.pid(), SIGCONT) == 0);
     CHECK(eventually([&] { return logged(consumer, "of an unfinished line (no LF, 2s since it began): 'half an order"); }, 20s));
     CHECK_FALSE(logged(consumer, "(no LF, nothing more for"));
-    stop = true;
-    trickle.join();
+    trickle.stop();
     CHECK(produce(shop.fifo, {"--finish"}) == 0);
     CHECK(consumer.wait(60s) == std::optional<int>{0});
     CHECK(consumer.output().lines().empty());
