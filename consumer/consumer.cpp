@@ -260,16 +260,7 @@ void cut_unfinished_write(const journal_load& loaded) {
 // /proc/self/fd/1 gives a new open file description of the same pipe;
 // stdout's own, shared with whoever started us, keeps its flags. Invalid
 // (poll first, then) for anything else, or without /proc.
-unique_fd stdout_nonblocking() {
-    struct stat out{};
-    if (::fstat(STDOUT_FILENO, &out) != 0 || !S_ISFIFO(out.st_mode))
-        return {};
-    unique_fd fd{::open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_CLOEXEC)};
-    struct stat again{};
-    if (!fd || ::fstat(fd.get(), &again) != 0 || again.st_dev != out.st_dev || again.st_ino != out.st_ino)
-        return {};
-    return fd;
-}
+unique_fd stdout_nonblocking() { return reopen_pipe_nonblocking(STDOUT_FILENO, O_WRONLY); }
 
 class shop {
 public:

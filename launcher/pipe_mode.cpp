@@ -60,20 +60,10 @@ private:
     std::size_t end_ = 0;
 };
 
-// Our stdout, as a descriptor we may make non-blocking. For a pipe, opening
-// /proc/self/fd/1 gives a new open file description of the same pipe: its
-// O_NONBLOCK then affects no one else (setting it on fd 1 itself would change
-// the shell's or the next program's pipe end too). Other kinds stay as they
-// are: files never block, and a terminal is written after POLLOUT.
-unique_fd private_stdout() {
-    struct stat st{};
-    if (::fstat(STDOUT_FILENO, &st) == 0 && S_ISFIFO(st.st_mode)) {
-        unique_fd fd{::open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_CLOEXEC)};
-        if (fd)
-            return fd;
-    }
-    return unique_fd{};
-}
+// Our stdout, as a descriptor we may make non-blocking: for a pipe, a second
+// open file description of it (reopen_pipe_nonblocking). Other kinds stay as
+// they are: files never block, and a terminal is written after POLLOUT.
+unique_fd private_stdout() { return reopen_pipe_nonblocking(STDOUT_FILENO, O_WRONLY); }
 
 // Where the input comes from: text in memory, or a descriptor.
 struct input_source {

@@ -180,4 +180,29 @@ TEST_CASE("read_some on a closed descriptor throws EBADF") {
     CHECK(out.empty());
 }
 
+TEST_CASE("reopen_pipe_nonblocking gives the same pipe non-blocking, leaves the shared end blocking, and nothing for a file") {
+    auto [read_end, write_end] = coffee::make_pipe();
+    const coffee::unique_fd again = coffee::reopen_pipe_nonblocking(write_end.get(), O_WRONLY);
+    REQUIRE(again);
+    CHECK((::fcntl(again.get(), F_GETFL) & O_NONBLOCK) != 0);
+    CHECK((::fcntl(write_end.get(), F_GETFL) & O_NONBLOCK) == 0);
+    coffee::write_all(again.get(), "latte\n", "pipe");
+    std::string got;
+    CHECK(coffee::read_some(read_end.get(), got, 64, "pipe") == 6);
+    CHECK(got == "latte\n");
+    // A full pipe says so at once instead of blocking.
+    const std::string page(4096, 'x');
+    ssize_t n = 0;
+    while ((n = ::write(again.get(), page.data(), page.size())) > 0) {
+    }
+    CHECK(n == -1);
+    CHECK(errno == EAGAIN);
+
+    char name[] = "/tmp/coffee-reopen-XXXXXX";
+    const coffee::unique_fd file{::mkstemp(name)};
+    REQUIRE(file);
+    ::unlink(name);
+    CHECK_FALSE(coffee::reopen_pipe_nonblocking(file.get(), O_WRONLY));
+}
+
 }  // TEST_SUITE

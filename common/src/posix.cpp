@@ -75,6 +75,18 @@ void set_nonblocking(int fd, bool on) {
         throw_system_error(errno, "fcntl(O_NONBLOCK) on fd {}", fd);
 }
 
+unique_fd reopen_pipe_nonblocking(int fd, int access) {
+    struct stat was{};
+    if (::fstat(fd, &was) != 0 || !S_ISFIFO(was.st_mode))
+        return {};
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    unique_fd again{::open(path.c_str(), access | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)};
+    struct stat is{};
+    if (!again || ::fstat(again.get(), &is) != 0 || is.st_dev != was.st_dev || is.st_ino != was.st_ino)
+        return {};
+    return again;
+}
+
 void ignore_sigpipe() noexcept { (void)::signal(SIGPIPE, SIG_IGN); }
 
 std::string_view file_type_name(mode_t mode) noexcept {

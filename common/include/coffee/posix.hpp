@@ -6,6 +6,8 @@
 
 #include <sys/types.h>
 
+#include <coffee/unique_fd.hpp>
+
 namespace coffee {
 
 // Calls f() until it fails with something other than EINTR. For read, write,
@@ -43,6 +45,13 @@ void set_nonblocking(int fd, bool on);
 // What a stat() mode is, for messages: "a FIFO", "a directory", "a regular
 // file", "a symbolic link", ...
 [[nodiscard]] std::string_view file_type_name(mode_t mode) noexcept;
+
+// A second open file description of the pipe or FIFO at `fd`, for `access`
+// (O_RDONLY or O_WRONLY) and non-blocking, through /proc/self/fd/N, checked
+// to be the same pipe (device and inode): its O_NONBLOCK affects no one else,
+// where setting it on `fd` would change the pipe end of whoever shares it.
+// Invalid when `fd` is no pipe, or without /proc.
+[[nodiscard]] unique_fd reopen_pipe_nonblocking(int fd, int access);
 
 // Ignores SIGPIPE so that a write to a pipe without reader fails with EPIPE.
 void ignore_sigpipe() noexcept;
