@@ -22,9 +22,12 @@ struct options {
     std::size_t queue_size = 1024;  // parse_command_line: 1024 if brewing is instant, else 2 per barista
     mode_t fifo_mode = 0600;
     bool allow_world_writable = false;
+
+    // Orders are served as soon as they are read (--brew-time 0).
+    [[nodiscard]] bool instant() const noexcept { return brew_time.count() == 0; }
 };
 
-// Parses argv. Throws usage_error.
+// Parses argv (options.cpp). Throws usage_error.
 [[nodiscard]] options parse_command_line(int argc, char* argv[]);
 
 // Runs the shop until it is stopped (signal, --timeout, finish, EOF).
