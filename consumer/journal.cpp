@@ -360,13 +360,7 @@ void journal::rewrite_from(std::uint64_t end) {
     // The records before `end` stay as they are: only this thread appends
     // orders, truncates or replaces the file; the baristas append after it.
     const std::filesystem::path new_path = rewrite_path();
-    (void)::unlink(new_path.c_str());
-    unique_fd out{retry_on_eintr([&] {
-        return ::open(new_path.c_str(),
-                      O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0600);
-    })};
-    if (!out)
-        throw_system_error(errno, "create '{}'", new_path.native());
+    unique_fd out = create_rewrite(new_path);
     struct remove_unless_renamed {
         const std::filesystem::path& path;
         bool renamed = false;
@@ -375,16 +369,54 @@ void journal::rewrite_from(std::uint64_t end) {
                 (void)::unlink(path.c_str());
         }
     } cleanup{new_path};
-    if (::flock(out.get(), LOCK_EX | LOCK_NB) != 0)
-        throw_system_error(errno, "lock '{}'", new_path.native());
+    std::uint64_t written = write_unserved(out.get(), new_path, end, note_served_before(end));
+    if (sync_ && ::fdatasync(out.get()) != 0)  // the bulk, before the baristas have to wait
+        throw_system_error(errno, "fdatasync '{}'", new_path.native());
 
-    // Pass 1: what is served, and the last 'W' record.
+    const std::lock_guard lock{mutex_};
+    written += copy_tail(out.get(), new_path, end);
+    if (sync_ && ::fsync(out.get()) != 0)
+        throw_system_error(errno, "fsync '{}'", new_path.native());
+    if (::rename(new_path.c_str(), path_.c_str()) != 0)
+        throw_system_error(errno, "rename '{}' to '{}'", new_path.native(), path_.native());
+    cleanup.renamed = true;
+    fd_ = std::move(out);  // the old file, and its lock, go
+    size_ = written;
+    rewritten_bytes_ = written;
+    if (sync_) {
+        directory_unsynced_ = true;  // until then, each append tries again
+        sync_directory();
+    }
+}
+
+// The rewrite's file, new (a leftover of a kill is removed first), and
+// locked, so that a start finding it knows whether a rewrite still runs.
+unique_fd journal::create_rewrite(const std::filesystem::path& new_path) {
+    (void)::unlink(new_path.c_str());
+    unique_fd out{retry_on_eintr([&] {
+        return ::open(new_path.c_str(),
+                      O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0600);
+    })};
+    if (!out)
+        throw_system_error(errno, "create '{}'", new_path.native());
+    if (::flock(out.get(), LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        (void)::unlink(new_path.c_str());
+        throw_system_error(err, "lock '{}'", new_path.native());
+    }
+    return out;
+}
+
+// The rewrite's first pass over the records before `end`: notes which
+// orders are served (served_at_load_), and returns the last 'W' record,
+// encoded again (empty when there is none), for the next start's cut-back.
+std::string journal::note_served_before(std::uint64_t end) {
     const auto ignore = [](const journal_damage&) {};
     served_at_load_.clear();
     std::optional<std::uint64_t> last_write_seq;
     std::string last_write_body;
-    journal_scanner pass1{source_, end};
-    while (const auto r = pass1.next(ignore)) {
+    journal_scanner scan{source_, end};
+    while (const auto r = scan.next(ignore)) {
         if (r->type == fmt_::served) {
             add_served(r->first_seq, fmt_::read_le64(r->body));
         } else if (r->type == fmt_::output_write) {
@@ -392,10 +424,13 @@ void journal::rewrite_from(std::uint64_t end) {
             last_write_body.assign(r->body);
         }
     }
-    // Pass 2: the unserved orders, in records of consecutive numbers.
-    std::string records;
-    if (last_write_seq)
-        records = fmt_::encode(fmt_::output_write, *last_write_seq, last_write_body);
+    return last_write_seq ? fmt_::encode(fmt_::output_write, *last_write_seq, last_write_body) : std::string{};
+}
+
+// The second pass: `records`, then the unserved orders before `end` in
+// records of consecutive numbers, to `out`. Returns the bytes written.
+std::uint64_t journal::write_unserved(int out, const std::filesystem::path& new_path, std::uint64_t end,
+                                      std::string records) {
     std::string text;
     std::uint64_t text_first = 0;
     std::uint64_t text_count = 0;
@@ -406,13 +441,14 @@ void journal::rewrite_from(std::uint64_t end) {
         text.clear();
         text_count = 0;
         if (all || records.size() >= 256 * 1024) {
-            write_all(out.get(), records, new_path);
+            write_all(out, records, new_path);
             written += records.size();
             records.clear();
         }
     };
-    journal_scanner pass2{source_, end};
-    while (const auto r = pass2.next(ignore)) {
+    const auto ignore = [](const journal_damage&) {};
+    journal_scanner scan{source_, end};
+    while (const auto r = scan.next(ignore)) {
         if (r->type != fmt_::orders)
             continue;
         std::uint64_t seq = r->first_seq;
@@ -431,11 +467,13 @@ void journal::rewrite_from(std::uint64_t end) {
     }
     flush(true);
     served_at_load_.clear();
-    if (sync_ && ::fdatasync(out.get()) != 0)  // the bulk, before the baristas have to wait
-        throw_system_error(errno, "fdatasync '{}'", new_path.native());
+    return written;
+}
 
-    const std::lock_guard lock{mutex_};
-    // What the baristas appended meanwhile ('S' and 'W' records), as it is.
+// What the baristas appended from `end` on while the rewrite ran ('S' and
+// 'W' records), copied as it is. Called with mutex_ held: nothing more
+// comes until the new file replaces the old. Returns the bytes copied.
+std::uint64_t journal::copy_tail(int out, const std::filesystem::path& new_path, std::uint64_t end) {
     struct stat st{};
     if (::fstat(fd_.get(), &st) != 0)
         throw_system_error(errno, "fstat journal '{}'", path_.native());
@@ -449,20 +487,8 @@ void journal::rewrite_from(std::uint64_t end) {
             throw_system_error(n < 0 ? errno : EIO, "read journal '{}'", path_.native());
         got += static_cast<std::size_t>(n);
     }
-    write_all(out.get(), tail, new_path);
-    written += tail.size();
-    if (sync_ && ::fsync(out.get()) != 0)
-        throw_system_error(errno, "fsync '{}'", new_path.native());
-    if (::rename(new_path.c_str(), path_.c_str()) != 0)
-        throw_system_error(errno, "rename '{}' to '{}'", new_path.native(), path_.native());
-    cleanup.renamed = true;
-    fd_ = std::move(out);  // the old file, and its lock, go
-    size_ = written;
-    rewritten_bytes_ = written;
-    if (sync_) {
-        directory_unsynced_ = true;  // until then, each append tries again
-        sync_directory();
-    }
+    write_all(out, tail, new_path);
+    return tail.size();
 }
 
 void journal::sync_directory() {

@@ -118,6 +118,10 @@ private:
     void add_served(std::uint64_t first, std::uint64_t count);
     void write_record(char type, std::uint64_t first_seq, std::string_view body);
     void rewrite_from(std::uint64_t end);  // the records before `end`, then the rest
+    unique_fd create_rewrite(const std::filesystem::path& new_path);
+    std::string note_served_before(std::uint64_t end);
+    std::uint64_t write_unserved(int out, const std::filesystem::path& new_path, std::uint64_t end, std::string records);
+    std::uint64_t copy_tail(int out, const std::filesystem::path& new_path, std::uint64_t end);
     void sync_directory();
 
     std::filesystem::path path_;
