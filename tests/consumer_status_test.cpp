@@ -1,5 +1,6 @@
 // The consumer's sd_notify(3) STATUS=, received on a real notify socket:
 // what `systemctl status coffee-consumer` shows, pipe fill included.
+#include "support/pipe.hpp"
 #include "support/process.hpp"
 
 #include <doctest/doctest.h>
@@ -7,7 +8,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -70,12 +70,6 @@ std::optional<std::string> field(const std::string& message, const std::string& 
     return m[2].str();
 }
 
-int unread_bytes(int fd) {
-    int n = -1;
-    REQUIRE(::ioctl(fd, FIONREAD, &n) == 0);
-    return n;
-}
-
 }  // namespace
 
 TEST_SUITE("consumer status") {
@@ -99,7 +93,8 @@ TEST_CASE("STATUS= carries the pipe's fill and the baristas at work") {
     for (int i = 1; orders.size() < 20000; ++i)
         orders += "Latte #" + std::to_string(i) + " for customer 1\n";
     REQUIRE(::write(fd, orders.data(), 4000) == 4000);
-    ::usleep(300'000);  // the consumer reads what it may, then stops: its barista is busy
+    // The consumer takes it in one read, then stops: its barista is busy.
+    REQUIRE(coffee::test::eventually([&] { return coffee::test::unread_bytes(fd) == 0; }));
     for (std::size_t at = 4000; at < orders.size();) {
         const std::size_t lf = orders.find('\n', std::min(at + 3000, orders.size() - 1));
         const std::size_t end = lf == std::string::npos ? orders.size() : lf + 1;
@@ -107,15 +102,11 @@ TEST_CASE("STATUS= carries the pipe's fill and the baristas at work") {
         at = end;
     }
 
-    // Every STATUS= until the fill it reports is what FIONREAD says now.
+    // The consumer takes one more read ahead, then waits for its barista. It
+    // sends STATUS= when what it reports changes: every one until the fill it
+    // reports is what FIONREAD shows when it arrives.
     const std::regex status_re{R"(served (\d+), waiting (\d+), pipe (\d+)/(\d+) KiB, baristas (\d+)/(\d+) busy, rejected (\d+))"};
-    // The consumer takes one more read ahead, then waits for its barista.
-    int left = unread_bytes(fd);
-    REQUIRE(coffee::test::eventually([&] {
-        ::usleep(200'000);
-        return std::exchange(left, unread_bytes(fd)) == left;
-    }));
-    CHECK(left > 8000);  // what the shop did not read ahead
+    int left = -1;
     std::string status;
     std::optional<std::string> pipe;
     const auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -125,11 +116,13 @@ TEST_CASE("STATUS= carries the pipe's fill and the baristas at work") {
             continue;
         status = *field(*message, "STATUS");
         pipe = field(*message, "X_COFFEE_PIPE");
+        left = coffee::test::unread_bytes(fd);
         if (pipe == std::to_string(left) + "/65536")
             break;
     }
     INFO("last STATUS=", status);
     CHECK(pipe == std::to_string(left) + "/65536");
+    CHECK(left > 8000);  // what the shop did not read ahead
     std::smatch m;
     REQUIRE(std::regex_match(status, m, status_re));
     CHECK(m[1] == "0");                                          // served: the first order is still brewing

@@ -1,4 +1,5 @@
 // The real coffee-producer and coffee-consumer, through real FIFOs.
+#include "support/pipe.hpp"
 #include "support/process.hpp"
 
 #include <doctest/doctest.h>
@@ -138,18 +139,7 @@ struct fifo_holder {
     ~fifo_holder() { ::close(fd); }
     fifo_holder(const fifo_holder&) = delete;
     fifo_holder& operator=(const fifo_holder&) = delete;
-    void write(const std::string& bytes) const {
-        std::string_view rest = bytes;
-        while (!rest.empty()) {
-            const ssize_t n = ::write(fd, rest.data(), rest.size());
-            if (n < 0 && errno == EAGAIN) {
-                std::this_thread::sleep_for(1ms);
-                continue;
-            }
-            REQUIRE(n > 0);
-            rest.remove_prefix(static_cast<std::size_t>(n));
-        }
-    }
+    void write(const std::string& bytes) const { REQUIRE(coffee::test::write_all(fd, bytes)); }
 };
 
 }  // namespace
@@ -404,8 +394,13 @@ TEST_CASE("consumer killed while a producer streams 200000 orders: the producer 
     shop_dir shop;
     process consumer = shop.consumer("consumer", {"--brew-time", "1s", "--queue-size", "16", "-q"});
     process producer{{producer_bin, "--fifo", shop.fifo.native(), "--count", "200000"}, shop.io("producer")};
-    // Let the pipe fill: the producer is then blocked in write().
-    std::this_thread::sleep_for(300ms);
+    // Once the pipe is full, the producer is blocked in write(). Looked at
+    // through an end closed before the kill, so that the pipe goes with the consumer.
+    REQUIRE(coffee::test::eventually([&] { return std::filesystem::exists(shop.fifo); }));
+    {
+        const fifo_holder pipe{shop.fifo};
+        REQUIRE(coffee::test::eventually([&] { return coffee::test::pipe_full(pipe.fd); }, 30s));
+    }
     consumer.kill(SIGKILL);
     CHECK(consumer.wait() == 128 + SIGKILL);
     CHECK(producer.wait() == 74);
@@ -434,9 +429,9 @@ TEST_CASE("SIGTERM with orders waiting: the next consumer serves the rest, none 
     // wait in the pipe because the reader does not take while it has pending,
     // and move to the journal at the stop.
     CHECK(shop.producer("p1", {orders.begin(), orders.begin() + 10}) == 0);
-    std::this_thread::sleep_for(100ms);
+    REQUIRE(coffee::test::eventually([&] { return coffee::test::unread_bytes(holder.fd) == 0; }));
     CHECK(shop.producer("p2", {orders.begin() + 10, orders.end()}) == 0);
-    std::this_thread::sleep_for(250ms);
+    REQUIRE(coffee::test::eventually([&] { return !coffee::test::read_lines(shop.out("first")).empty(); }));
     first.kill(SIGTERM);
     const auto stop_started = std::chrono::steady_clock::now();
     CHECK(first.wait(5s) == 0);
@@ -471,7 +466,7 @@ TEST_CASE("SIGTERM mid-stream with 1 KB orders: none torn, none lost, none twice
     coffee::test::write_file(shop.dir / "in", text);
     // 150 KB: more than the pipe holds, so the producer blocks while we stop.
     process producer{{producer_bin, "--fifo", shop.fifo.native()}, shop.io("producer", shop.dir / "in")};
-    std::this_thread::sleep_for(300ms);
+    REQUIRE(coffee::test::eventually([&] { return coffee::test::pipe_full(holder.fd); }, 30s));
     first.kill(SIGTERM);
     CHECK(first.wait(5s) == 0);
     CHECK_FALSE(coffee::test::file_contains(shop.err("first"), "dropping"));
@@ -619,7 +614,7 @@ TEST_CASE("a stop moves the whole lines in the pipe to the journal, even with no
     for (int i = 1; i <= 100; ++i)  // 30 KB: more than the reader takes ahead (2 takes of 4 KiB) while brewing
         orders.push_back("Cortado " + std::to_string(i) + " " + std::string(290, 'c'));
     CHECK(shop.producer("p", orders) == 0);
-    std::this_thread::sleep_for(200ms);
+    REQUIRE(coffee::test::eventually([&] { return coffee::test::file_contains(shop.err("first"), "Processing order: Cortado 1 "); }));
     first.kill(SIGTERM);
     CHECK(first.wait() == 0);
     CHECK(coffee::test::file_contains(shop.err("first"), "orders from the pipe to the journal"));
@@ -730,11 +725,11 @@ TEST_CASE("bytes without an LF are dropped after a quiet moment, not glued onto 
     process consumer = shop.consumer("c", {"--brew-time", "0", "--until-finish"});
     fifo_holder raw{shop.fifo};
     raw.write("DECAF for mallory, paid by ");
-    std::this_thread::sleep_for(1200ms);
+    std::this_thread::sleep_for(1200ms);  // a sleep: the quiet moment is what the test is about
     raw.write("Latte for alice\n");
     // A line written in two halves a moment apart is one order.
     raw.write("Flat White ");
-    std::this_thread::sleep_for(100ms);
+    std::this_thread::sleep_for(100ms);  // a sleep: the moment apart, shorter than the quiet that cuts
     raw.write("for bob\nfinish\n");
     CHECK(consumer.wait() == 0);
     CHECK(coffee::test::read_lines(shop.out("c")) == std::vector<std::string>{"Latte for alice", "Flat White for bob"});

@@ -19,17 +19,7 @@ using namespace coffee::test::faults;
 namespace {
 
 // Writes all of `bytes` to the (non-blocking) FIFO descriptor.
-void write_raw(int fd, std::string_view bytes) {
-    while (!bytes.empty()) {
-        const ssize_t n = ::write(fd, bytes.data(), bytes.size());
-        if (n < 0 && errno == EAGAIN) {
-            std::this_thread::sleep_for(1ms);
-            continue;
-        }
-        REQUIRE(n > 0);
-        bytes.remove_prefix(static_cast<std::size_t>(n));
-    }
-}
+void write_raw(int fd, std::string_view bytes) { CHECK(write_all(fd, bytes)); }
 
 bool logged(const watched& w, std::string_view text) { return w.output().err().find(text) != std::string::npos; }
 
@@ -56,7 +46,7 @@ TEST_CASE("an over-long line left unfinished is cut off like a fragment: the nex
     SUBCASE("0.7 s later") {}
     SUBCASE("5 s later") { delay = 5000ms; }
     write_raw(shop.holder.get(), std::string(5000, 'x'));
-    std::this_thread::sleep_for(delay);
+    std::this_thread::sleep_for(delay);  // a sleep: how late the next order comes is the test's point
     CHECK(eventually([&] { return logged(consumer, "dropped 5000 bytes of an unfinished line"); }));
     CHECK(produce(shop.fifo, {"Latte for alice"}) == 0);
     CHECK(produce(shop.fifo, {"--finish"}) == 0);
@@ -72,7 +62,7 @@ public:
     explicit space_trickle(int fd)
         : thread_{[this, fd] {
               for (int i = 0; i < 600 && !stop_; ++i) {
-                  std::this_thread::sleep_for(100ms);
+                  std::this_thread::sleep_for(100ms);  // a sleep: the attacker's pace
                   write_raw(fd, " ");
               }
           }} {}
@@ -98,7 +88,7 @@ TEST_CASE("a fragment kept alive a space at a time is cut off once 2 s old: the 
     space_trickle trickle{shop.holder.get()};
     CHECK(eventually([&] { return logged(consumer, "of an unfinished line (no LF, 2s since it began): 'FREE COFFEE"); }, 20s));
     CHECK(produce(shop.fifo, {"customer-2-C-1 Latte"}) == 0);
-    std::this_thread::sleep_for(1s);  // the attacker goes on
+    std::this_thread::sleep_for(1s);  // a sleep: the attacker goes on after the order
     trickle.stop();
     CHECK(produce(shop.fifo, {"--finish"}) == 0);
     CHECK(consumer.wait(60s) == std::optional<int>{0});
@@ -113,9 +103,12 @@ TEST_CASE("a shop stopped for a while does not take a growing fragment for a qui
     space_trickle trickle{shop.holder.get()};
     // Stopped past the 500 ms of quiet while the writer goes on: once it runs
     // again it must see the bytes added meanwhile before it calls the line quiet.
+    // A sleep: the shop looks at the fragment (left in the pipe) without an
+    // outward sign; it looks every 100 us to 20 ms, many times in 200 ms.
     std::this_thread::sleep_for(200ms);
     REQUIRE(::kill(consumer.pid(), SIGSTOP) == 0);
-    std::this_thread::sleep_for(900ms);
+    REQUIRE(wait_stopped(consumer.pid()));
+    std::this_thread::sleep_for(900ms);  // a sleep: stopped for longer than the quiet that cuts a line
     REQUIRE(::kill(consumer.pid(), SIGCONT) == 0);
     CHECK(eventually([&] { return logged(consumer, "of an unfinished line (no LF, 2s since it began): 'half an order"); }, 20s));
     CHECK_FALSE(logged(consumer, "(no LF, nothing more for"));
@@ -201,7 +194,7 @@ TEST_CASE("a writer who shrinks the pipe again and again while a cat writes: no 
         while (!stop) {
             if (::fcntl(shop.holder.get(), F_SETPIPE_SZ, 4096) == 4096)
                 ++shrunk;
-            std::this_thread::sleep_for(100ms);
+            std::this_thread::sleep_for(100ms);  // a sleep: the attacker's pace
         }
     }};
     const order_book book = write_orders(shop.dir.path(), 1, 10000);

@@ -15,8 +15,6 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <random>
 #include <thread>
 
@@ -86,25 +84,6 @@ void journal_with_orders(const std::filesystem::path& fifo, const std::filesyste
     REQUIRE(std::filesystem::file_size(journal) > 1000);
 }
 
-// Writes `orders` (each followed by `eol`) into the held FIFO as fast as it
-// takes them.
-void stream(int fifo, const std::vector<std::string>& orders, std::string_view eol) {
-    std::string text;
-    for (const auto& order : orders) {
-        text += order;
-        text += eol;
-    }
-    for (std::string_view rest = text; !rest.empty();) {
-        const ssize_t n = ::write(fifo, rest.data(), std::min<std::size_t>(rest.size(), 65536));
-        if (n < 0 && errno != EAGAIN)
-            FAIL("write to the FIFO: ", std::strerror(errno));
-        if (n > 0)
-            rest.remove_prefix(static_cast<std::size_t>(n));
-        else
-            std::this_thread::sleep_for(std::chrono::microseconds{200});
-    }
-}
-
 // A shop kept busy: `orders` streamed into its pipe faster than it serves
 // them, so that orders are in flight all the time. Returns the journal's
 // peak size (sampled every millisecond) and the tally after a stop.
@@ -121,7 +100,7 @@ std::pair<std::uintmax_t, tally> busy_shop(const std::vector<std::string>& order
         std::error_code ec;
         if (const auto size = std::filesystem::file_size(shop.journal, ec); !ec)
             peak = std::max(peak, size);
-        std::this_thread::sleep_for(1ms);
+        std::this_thread::sleep_for(1ms);  // a sleep: the journal's size is sampled every millisecond
     }
     writer.join();
     CHECK(consumer.stop() == 0);

@@ -14,8 +14,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cerrno>
-#include <cstring>
 #include <optional>
 #include <random>
 #include <thread>
@@ -64,16 +62,14 @@ void run_storm(const storm& s) {
             // after each restart: kill within 0.3 ms of the first new line,
             // in that burst, where the writes are.
             const std::size_t before = serve.output().line_count();
-            const auto give_up = std::chrono::steady_clock::now() + 30s;
-            while (serve.output().line_count() == before && std::chrono::steady_clock::now() < give_up)
-                std::this_thread::sleep_for(std::chrono::microseconds{50});
+            (void)eventually([&] { return serve.output().line_count() != before; }, 30s, 50us);
         } else {
             const std::size_t due =
                 book.all.size() * static_cast<std::size_t>(kills + 1) / static_cast<std::size_t>(s.kills + 1);
             (void)eventually([&] { return serve.output().line_count() >= due; }, 30s);
         }
         pauses.push_back(pause_us(rng));
-        std::this_thread::sleep_for(std::chrono::microseconds{pauses.back()});
+        std::this_thread::sleep_for(std::chrono::microseconds{pauses.back()});  // a sleep: the storm's random pause
         REQUIRE_MESSAGE(::kill(consumer, SIGKILL) == 0, serve.output().err());
         const pid_t next = serve.consumer(consumer);
         REQUIRE_MESSAGE(next > 0, "serve did not restart the consumer after kill ", kills + 1);
@@ -103,23 +99,6 @@ void run_storm(const storm& s) {
             duplicate_target(kills_n, s.baristas));
     if (!code || *code != 0)
         MESSAGE(serve.output().err());
-}
-
-// Writes `orders` into the held FIFO as fast as it takes them; a full pipe
-// (while the consumer is dead or starting) is waited out.
-void stream(int fifo, const std::vector<std::string>& orders) {
-    std::string text;
-    for (const auto& order : orders)
-        text += order + "\n";
-    for (std::string_view rest = text; !rest.empty();) {
-        const ssize_t n = ::write(fifo, rest.data(), std::min<std::size_t>(rest.size(), 65536));
-        if (n < 0 && errno != EAGAIN)
-            FAIL("write to the FIFO: ", std::strerror(errno));
-        if (n > 0)
-            rest.remove_prefix(static_cast<std::size_t>(n));
-        else
-            std::this_thread::sleep_for(std::chrono::microseconds{200});
-    }
 }
 
 }  // namespace
@@ -160,11 +139,9 @@ TEST_CASE("kill -9 storm with stdout a file: brew 0, nothing torn, nothing lost"
         // Once this consumer writes (the pipe it finds is full: a burst of
         // 128 KiB writes), kill it within 0.3 ms.
         const auto before = out_bytes();
-        const auto give_up = std::chrono::steady_clock::now() + 1s;
-        while (out_bytes() == before && std::chrono::steady_clock::now() < give_up)
-            std::this_thread::sleep_for(std::chrono::microseconds{50});
+        (void)eventually([&] { return out_bytes() != before; }, 1s, 50us);
         pauses.push_back(pause_us(rng));
-        std::this_thread::sleep_for(std::chrono::microseconds{pauses.back()});
+        std::this_thread::sleep_for(std::chrono::microseconds{pauses.back()});  // a sleep: the storm's random pause
         consumer->kill(SIGKILL);
         CHECK(consumer->wait(30s) == 128 + SIGKILL);
         consumer.reset();
@@ -272,7 +249,7 @@ TEST_CASE("kill -9 while the consumer drains the pipe at a stop") {
         // SIGKILL lands somewhere in it, and serve restarts the consumer.
         REQUIRE(::kill(consumer, SIGTERM) == 0);
         pauses.push_back(after_us(rng));
-        std::this_thread::sleep_for(std::chrono::microseconds{pauses.back()});
+        std::this_thread::sleep_for(std::chrono::microseconds{pauses.back()});  // a sleep: the storm's random pause
         (void)::kill(consumer, SIGKILL);
         const pid_t next = serves.back()->consumer(consumer, 5s);
         if (next > 0) {
@@ -328,13 +305,7 @@ TEST_CASE("kill -9 storm while the journal is rewritten: nothing lost, nothing t
                 orders.push_back(fmt::format("k-{:09}-end", orders.size()));
                 text += orders.back() + "\r\n";
             }
-            for (std::string_view rest = text; !rest.empty();) {
-                const ssize_t n = ::write(shop.holder.get(), rest.data(), rest.size());
-                if (n > 0)
-                    rest.remove_prefix(static_cast<std::size_t>(n));
-                else
-                    std::this_thread::sleep_for(std::chrono::microseconds{200});
-            }
+            CHECK(write_all(shop.holder.get(), text));
         }
     }};
     std::vector<int> pauses;  // one per odd kill, after the rename
@@ -343,19 +314,16 @@ TEST_CASE("kill -9 storm while the journal is rewritten: nothing lost, nothing t
     for (; kills < 12; ++kills) {
         // A rewrite the last kill cut short: gone once this consumer opened
         // the journal. Then this consumer's own rewrite.
-        const auto give_up = std::chrono::steady_clock::now() + 30s;
-        while (::access(rewriting.c_str(), F_OK) == 0 && std::chrono::steady_clock::now() < give_up)
-            std::this_thread::sleep_for(std::chrono::microseconds{20});
-        while (::access(rewriting.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < give_up)
-            std::this_thread::sleep_for(std::chrono::microseconds{20});
-        if (::access(rewriting.c_str(), F_OK) != 0)
+        const auto rewrite_exists = [&] { return ::access(rewriting.c_str(), F_OK) == 0; };
+        const auto rewrite_gone = [&] { return !rewrite_exists(); };
+        (void)eventually(rewrite_gone, 30s, 20us);
+        if (!eventually(rewrite_exists, 30s, 20us))
             break;  // no rewrite for 30 s of a storm: checked below
         ++seen_rewriting;
         if (kills % 2 == 1) {  // once it is renamed over the journal
-            while (::access(rewriting.c_str(), F_OK) == 0 && std::chrono::steady_clock::now() < give_up)
-                std::this_thread::sleep_for(std::chrono::microseconds{20});
+            (void)eventually(rewrite_gone, 30s, 20us);
             pauses.push_back(pause_us(rng));
-            std::this_thread::sleep_for(std::chrono::microseconds{pauses.back()});
+            std::this_thread::sleep_for(std::chrono::microseconds{pauses.back()});  // a sleep: the storm's random pause
         }
         consumer->kill(SIGKILL);
         CHECK(consumer->wait(30s) == 128 + SIGKILL);

@@ -8,7 +8,6 @@
 #include <fmt/format.h>
 
 #include <fcntl.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
@@ -50,10 +49,7 @@ TEST_CASE("the consumer goes away mid-stream: the producer's delivered and not-d
     std::string partial;
     // Let the pipe fill (the producer blocks on it), take a little so it
     // writes on, and let it block again: it is mid-stream, far from done.
-    const auto queued = [&] {
-        int bytes = 0;
-        return ::ioctl(reader.get(), FIONREAD, &bytes) == 0 ? bytes : 0;
-    };
+    const auto queued = [&] { return unread_bytes(reader.get()); };
     REQUIRE(eventually([&] { return queued() >= 32768; }, 20s));
     char chunk[16384];
     REQUIRE(::read(reader.get(), chunk, sizeof chunk) > 0);
@@ -61,11 +57,12 @@ TEST_CASE("the consumer goes away mid-stream: the producer's delivered and not-d
     partial.assign(chunk, sizeof chunk);
     for (std::size_t lf; (lf = partial.find('\n')) != std::string::npos; partial.erase(0, lf + 1))
         ++received;
-    std::this_thread::sleep_for(50ms);
+    const int left = queued();
+    REQUIRE(eventually([&] { return queued() > left; }, 20s));
     // Stop it, take everything it wrote, then go away: what it wrote is
     // exactly what we received.
     producer.kill(SIGSTOP);
-    std::this_thread::sleep_for(50ms);
+    REQUIRE(wait_stopped(producer.pid()));
     received += read_all_lines(reader.get(), partial);
     CHECK(partial.empty());
     reader.reset();

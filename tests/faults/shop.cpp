@@ -272,6 +272,15 @@ void expect_delivered(std::vector<process>& producers) {
         CHECK(p.wait(60s) == 0);
 }
 
+void stream(int fifo, const std::vector<std::string>& orders, std::string_view eol) {
+    std::string text;
+    for (const auto& order : orders) {
+        text += order;
+        text += eol;
+    }
+    CHECK_MESSAGE(write_all(fifo, text, 300s), "write to the FIFO: ", std::strerror(errno));
+}
+
 tmpfs_mount::tmpfs_mount(const std::filesystem::path& dir, const std::string& size) : dir_{dir} {
     std::filesystem::create_directories(dir);
     const std::string options = "size=" + size + ",mode=0700";

@@ -3,6 +3,7 @@
 // tearing; a collector that reads a process's stdout/stderr pipes in the
 // background; `coffee-launcher serve` as a test fixture; tmpfs mounts.
 #include "launcher/process_util.hpp"
+#include "support/pipe.hpp"
 #include "support/process.hpp"
 #include "support/scratch.hpp"
 
@@ -155,6 +156,11 @@ struct scratch_shop {
                                                    const std::filesystem::path& log_dir);
 // Waits for them; CHECKs that each exits 0.
 void expect_delivered(std::vector<process>& producers);
+
+// Writes `orders`, each followed by `eol`, into the held FIFO as fast as it
+// takes them; a full pipe (while the consumer is dead or starting) is waited
+// out. CHECKs the writes (it may run on a thread of its own).
+void stream(int fifo, const std::vector<std::string>& orders, std::string_view eol = "\n");
 
 // Waits until every expected order appears among `lines()` or the deadline.
 template <typename Lines>

@@ -307,7 +307,7 @@ TEST_CASE("stdout is a pipe whose reader goes away: exit 74, every order served 
     REQUIRE(read_lines_until(first.out.get(), served, partial, [](const auto& l) { return l.size() >= 50; }, 30s));
     // Stopped, everything it wrote is read; then the reader goes away.
     first.process.send_signal(SIGSTOP);
-    std::this_thread::sleep_for(50ms);
+    REQUIRE(wait_stopped(first.process.pid()));
     (void)read_lines_until(first.out.get(), served, partial, [](const auto&) { return false; }, 100ms);
     CHECK(partial.empty());
     first.out.reset();

@@ -127,6 +127,18 @@ int process::wait(std::chrono::milliseconds timeout) {
     return *status;
 }
 
+bool wait_stopped(pid_t pid, std::chrono::milliseconds timeout) {
+    siginfo_t info{};
+    const bool reported = eventually(
+        [&] {
+            info.si_pid = 0;
+            return ::waitid(P_PID, static_cast<id_t>(pid), &info, WSTOPPED | WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                   info.si_pid == pid;
+        },
+        timeout, std::chrono::milliseconds{1});
+    return reported && info.si_code == CLD_STOPPED;
+}
+
 int run(const std::vector<std::string>& argv, const spawn_options& options, std::chrono::milliseconds timeout) {
     process p{argv, options};
     return p.wait(timeout);

@@ -49,21 +49,28 @@ private:
 int run(const std::vector<std::string>& argv, const spawn_options& options = {},
         std::chrono::milliseconds timeout = std::chrono::seconds{30});
 
-// Polls `condition` every 10 ms until it holds or `timeout` passes.
+// Polls `condition` every `every` (10 ms unless a test must act within a
+// moment of the event) until it holds or `timeout` passes.
 template <typename F>
-bool eventually(F&& condition, std::chrono::milliseconds timeout = std::chrono::seconds{10});
+bool eventually(F&& condition, std::chrono::milliseconds timeout = std::chrono::seconds{10},
+                std::chrono::microseconds every = std::chrono::milliseconds{10});
+
+// Waits until our child `pid` has stopped (SIGSTOP), all of its threads:
+// what waitpid(WUNTRACED) reports, read with WNOWAIT so that its owner still
+// reaps it. False if it exited instead, or at the deadline.
+[[nodiscard]] bool wait_stopped(pid_t pid, std::chrono::milliseconds timeout = std::chrono::seconds{10});
 
 }  // namespace coffee::test
 
 #include <thread>
 
 template <typename F>
-bool coffee::test::eventually(F&& condition, std::chrono::milliseconds timeout) {
+bool coffee::test::eventually(F&& condition, std::chrono::milliseconds timeout, std::chrono::microseconds every) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!condition()) {
         if (std::chrono::steady_clock::now() >= deadline)
             return false;
-        std::this_thread::sleep_for(std::chrono::milliseconds{10});
+        std::this_thread::sleep_for(every);
     }
     return true;
 }
