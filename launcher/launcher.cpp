@@ -1,6 +1,7 @@
 #include "launcher.hpp"
 
 #include <coffee/errors.hpp>
+#include <coffee/launcher_exit_codes.hpp>
 #include <coffee/posix.hpp>
 #include <coffee/signals.hpp>
 
@@ -57,27 +58,11 @@ there 10 times a second, served orders and logs scrolling above it; NO_COLOR
 turns its colours off. Otherwise, or with --no-live, one summary line a
 second goes to the log (info). With a view or a scenario, the children log
 warnings only, unless --log-level, -q or -v says otherwise.
-
-Exit codes:
-  0    every child succeeded
-  1    a child failed (the summary says which); orders the consumer did not serve
-       before its --timeout are reported, but are not a failure
-  64   usage error
-  126  a program was found but is not executable
-  127  coffee-consumer or coffee-producer was not found
-  128+N  stopped by signal N (SIGTERM, SIGINT, SIGHUP), after the children
 )";
 
 constexpr std::string_view pipe_help = R"(
 COMMAND is looked up in $PATH unless it contains a '/'. The input and the
 output are binary-safe and may be of any size in both directions.
-
-Exit codes:
-  the command's exit status, or 128+N when signal N killed it
-  64   usage error
-  74   the input could not be read
-  126  the command was found but is not executable
-  127  the command was not found
 )";
 
 constexpr std::string_view serve_help = R"(
@@ -88,10 +73,10 @@ while it keeps failing). After --start-limit failed starts within
 --start-interval, serve waits: it keeps the FIFO and retries after 1s,
 doubling up to 30s, until a consumer stays up for --start-interval. It gives
 up (exit 1) only when the FIFO is empty and the failure is not one that may
-pass: exit 74 (a full or read-only disk...), 75 (the journal is still locked)
-and SIGKILL (out of memory) are always waited out. The consumer stops as on
-SIGTERM when serve dies. SIGTERM and SIGINT stop it gracefully (then SIGKILL
-after --stop-timeout); SIGHUP is forwarded.
+pass: the consumer's exit 74 (a full or read-only disk...) or 75 (its journal
+still locked), and SIGKILL (out of memory), are always waited out. The
+consumer stops as on SIGTERM when serve dies. SIGTERM and SIGINT stop it
+gracefully (then SIGKILL after --stop-timeout); SIGHUP is forwarded.
 
 Serve never ends holding orders silently. When it is about to end (the
 consumer finished on its own or stopped) and orders are still in the FIFO, it
@@ -99,16 +84,6 @@ starts the consumer once more and asks it to stop (SIGTERM) as soon as it can
 take the request, which moves the pipe's whole lines into the consumer's
 journal. Whatever is still in the FIFO then is logged at error level (bytes
 and whole lines) and serve exits 74.
-
-Exit codes:
-  0    stopped by SIGTERM/SIGINT after the consumer stopped gracefully, or the
-       consumer finished on its own (status 0); the FIFO is empty
-  1    the consumer had to be killed, or kept failing with the FIFO empty
-  74   orders were left in the FIFO (logged): they go when it closes
-  64   usage error (also when the consumer reports one: it is not restarted)
-  75   another supervisor or consumer already holds this FIFO's lock file
-  77, 78  the FIFO is unsafe or not a FIFO (also from the consumer)
-  126, 127  the consumer is not executable / not found
 )";
 
 // Splits argv at the first "--": what is before goes to cxxopts.
@@ -208,7 +183,7 @@ void parse_demo(options& opts, int argc, char* argv[]) {
     if (args.has_separator)
         throw usage_error("demo takes no command after '--'");
     const auto result = parse_mode_options(o, args.own);
-    opts.common = read_common_options(result, o, demo_help);
+    opts.common = read_common_options(result, o, help_epilogue(demo_help, launcher_demo_exit_codes));
     check_no_unknown_options(result);
     reject_positionals(result, "");
     demo_options& d = opts.demo;
@@ -244,7 +219,7 @@ void parse_pipe(options& opts, int argc, char* argv[]) {
         ("stop-timeout", "after SIGTERM/SIGINT, how long the command gets before SIGKILL (default 5s)", cxxopts::value<std::string>(), "DUR");
     split_args args = split_at_separator(argc, argv, 2);
     const auto result = parse_mode_options(o, args.own);
-    opts.common = read_common_options(result, o, pipe_help);
+    opts.common = read_common_options(result, o, help_epilogue(pipe_help, launcher_pipe_exit_codes));
     check_no_unknown_options(result);
     reject_positionals(result, " (put the command after '--')");
     pipe_options& p = opts.pipe;
@@ -276,7 +251,7 @@ void parse_serve(options& opts, int argc, char* argv[]) {
         ("stop-timeout", "after SIGTERM/SIGINT, how long the consumer gets before SIGKILL (default 10s)", cxxopts::value<std::string>(), "DUR");
     split_args args = split_at_separator(argc, argv, 2);
     const auto result = parse_mode_options(o, args.own);
-    opts.common = read_common_options(result, o, serve_help);
+    opts.common = read_common_options(result, o, help_epilogue(serve_help, launcher_serve_exit_codes));
     check_no_unknown_options(result);
     reject_positionals(result, " (put consumer options after '--')");
     serve_options& s = opts.serve;

@@ -200,7 +200,8 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
     // Every way out passes here: serve never ends holding orders silently.
     // When the consumer ended cleanly (or asked to stop) and orders are
     // still in the FIFO, it gets one chance to move them into its journal;
-    // whatever is still there then is reported at error level, exit 75.
+    // whatever is still there then is reported at error level, and a clean
+    // end becomes exit 74.
     const auto finish = [&](int code, bool drain) {
         pipe_contents left = peek_pipe_lines(fifo.get());
         if (left.bytes > 0 && drain) {

@@ -5,6 +5,7 @@
 #include <coffee/line_protocol.hpp>
 #include <coffee/menu.hpp>
 #include <coffee/posix.hpp>
+#include <coffee/producer_exit_codes.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -20,26 +21,13 @@ namespace coffee::producer {
 
 namespace {
 
-constexpr std::string_view exit_codes_help = R"(
+constexpr std::string_view about_help = R"(
 Orders come from the ORDER arguments, else from stdin, one per line ("-" as
 an ORDER reads stdin there). Each order is one line of UTF-8 text of at most
 4095 bytes, without control characters. Whole lines are packed into writes of
 at most 4096 bytes, so orders from many producers never interleave.
 --finish sends "finish" after the orders; with no ORDER and no --count it
 reads stdin's orders first, unless stdin is a terminal.
-
-Exit codes:
-  0   every order was delivered
-  64  usage error
-  65  some orders were malformed and skipped; the others were delivered
-  69  no FIFO, or no consumer reading it, within --wait
-  74  the consumer went away; how many orders were delivered and how many
-      not (the rest of stdin is read to count them) is logged
-  75  the FIFO took nothing for --write-timeout (the shop is stuck or full);
-      the counts are logged as for 74
-  77  permission denied on the FIFO, or its directory is another user's, or
-      it is another user's FIFO in a directory others may write to (as /tmp)
-  78  the path is not a FIFO (regular file, symlink, directory, socket)
 )";
 
 // Packs whole lines into writes of at most max_line_bytes: POSIX makes such
@@ -232,7 +220,7 @@ options parse_command_line(int argc, char* argv[]) {
 
     const auto result = parse_or_usage(spec, argc, argv);
     options opts;
-    opts.common = read_common_options(result, spec, exit_codes_help);
+    opts.common = read_common_options(result, spec, help_epilogue(about_help, producer_exit_codes));
     opts.fifo = read_path_option(result, "fifo");
     if (result.count("wait") > 0)
         opts.wait = parse_duration(result["wait"].as<std::string>());

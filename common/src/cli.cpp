@@ -51,6 +51,10 @@ common_options read_common_options(const cxxopts::ParseResult& result, const cxx
     return common;
 }
 
+std::string help_epilogue(std::string_view about, std::string_view exit_codes) {
+    return fmt::format("{}\nExit codes:\n{}", about, exit_codes);
+}
+
 std::filesystem::path read_path_option(const cxxopts::ParseResult& result, const std::string& name) {
     if (result.count(name) == 0)
         return {};

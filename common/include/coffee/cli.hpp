@@ -40,8 +40,13 @@ struct common_options {
 [[nodiscard]] cxxopts::ParseResult parse_or_usage(cxxopts::Options& options, int argc, char* argv[]);
 
 // Reads the options add_common_options() added. Throws usage_error.
+// exit_codes_help: what --help prints after the options (help_epilogue).
 [[nodiscard]] common_options read_common_options(const cxxopts::ParseResult& result, const cxxopts::Options& options,
                                                  std::string_view exit_codes_help);
+
+// `about`, then "Exit codes:" and `exit_codes`: the list generated from the
+// EXIT STATUS section of the program's man page (<coffee/PROGRAM_exit_codes.hpp>).
+[[nodiscard]] std::string help_epilogue(std::string_view about, std::string_view exit_codes);
 
 // The value of a path option such as --fifo: empty when it was not given.
 // Throws usage_error when it was given empty.
