@@ -2,6 +2,7 @@
 #include "consumer.hpp"
 
 #include <coffee/cli.hpp>
+#include <coffee/consumer_exit_codes.hpp>
 #include <coffee/errors.hpp>
 #include <coffee/fifo.hpp>
 
@@ -12,7 +13,7 @@ namespace coffee::consumer {
 
 namespace {
 
-constexpr std::string_view exit_codes_help = R"(
+constexpr std::string_view about_help = R"(
 Reads orders, one per line, from the FIFO; each of N baristas takes one,
 logs "Processing order: ORDER", brews it for --brew-time, and writes the
 order text as one line to stdout. Under systemd (LISTEN_FDS) the FIFO is
@@ -22,18 +23,6 @@ the journal (where it is marked served once its line is on stdout); with
 journal's unserved orders first. SIGTERM, SIGINT, --timeout and 'finish'
 (with --until-finish) stop gracefully: orders being brewed finish; the
 others, and the whole lines still in the pipe, wait in the journal.
-
-Exit codes:
-  0   stopped as asked (signal, --timeout, finish, end of input)
-  64  usage error
-  71  a barista or watch thread could not be started (a limit on processes or
-      memory: ulimit -u, ulimit -v); nothing was taken from the pipe
-  74  stdout, the FIFO or the journal failed (the log says how many orders wait)
-  75  another consumer already reads this FIFO or uses this journal
-  77  the FIFO, its lock file, the journal or a directory on their paths is
-      not ours or root's, or others may change it; or the FIFO is readable
-      by others
-  78  the path is not a FIFO, or the journal is not a regular file
 )";
 
 }  // namespace
@@ -80,7 +69,7 @@ options parse_command_line(int argc, char* argv[]) {
     if (!result.unmatched().empty())
         throw usage_error(fmt::format("unexpected argument '{}'", result.unmatched().front()));
     options opts;
-    opts.common = read_common_options(result, spec, exit_codes_help);
+    opts.common = read_common_options(result, spec, help_epilogue(about_help, consumer_exit_codes));
     opts.journal_may_be_old_backlog = backlog_option;
     opts.fifo = read_path_option(result, "fifo");
     opts.journal = read_path_option(result, "journal");
