@@ -10,8 +10,10 @@ namespace coffee::test {
 // `fd` is not a pipe.
 [[nodiscard]] int unread_bytes(int fd);
 
-// True while the pipe behind `fd` has no room for a write of PIPE_BUF bytes:
-// a writer of whole batches (the producer, a cat) blocks there.
+// True while the pipe behind `fd` holds more than its capacity less PIPE_BUF
+// bytes: a writer of large writes (a cat) has filled it. A writer of whole
+// batches of at most PIPE_BUF bytes (the producer) can block with fewer bytes
+// in it, as the kernel counts room in pages.
 [[nodiscard]] bool pipe_full(int fd);
 
 // Writes all of `bytes` to the non-blocking `fd`, waiting in poll() for
