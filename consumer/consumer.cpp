@@ -45,10 +45,8 @@ int keep_pipe_size(int fd, const std::filesystem::path& name, int wanted) {
     const int size = ::fcntl(fd, F_GETPIPE_SZ);
     if (size < 0 || size >= wanted)
         return std::max(size, 0);
-    int set = ::fcntl(fd, F_SETPIPE_SZ, wanted);
-    if (set < 0 && wanted > default_pipe_size && size < default_pipe_size)
-        set = ::fcntl(fd, F_SETPIPE_SZ, default_pipe_size);
-    if (set < 0)
+    const int set = grow_pipe(fd, wanted, default_pipe_size);
+    if (set < 0 || set == size)
         spdlog::warn("the pipe of '{}' holds {} bytes; cannot set it to {}: {}", name.native(), size, wanted,
                      std::strerror(errno));
     else if (size < default_pipe_size)

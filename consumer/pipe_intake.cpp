@@ -86,7 +86,7 @@ pipe_intake::pipe_intake(unique_fd fifo, std::string name, reject_log& rejects)
     set_nonblocking(peek_write_.get(), true);
     // As large as the FIFO can be, so that one tee() sees all of it; a
     // smaller private pipe only means smaller takes.
-    (void)::fcntl(peek_write_.get(), F_SETPIPE_SZ, 1 << 20);
+    (void)grow_pipe(peek_write_.get(), user_max_pipe_size, default_pipe_size);
     pipe_size_ = std::max(::fcntl(fifo_.get(), F_GETPIPE_SZ), default_pipe_size);
     fifo_writable_ = (::fcntl(fifo_.get(), F_GETFL) & O_ACCMODE) == O_RDWR;
 }

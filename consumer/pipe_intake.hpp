@@ -9,6 +9,7 @@
 #include "order_source.hpp"
 #include "reject_log.hpp"
 
+#include <coffee/posix.hpp>
 #include <coffee/unique_fd.hpp>
 
 #include <chrono>
@@ -22,10 +23,10 @@ namespace coffee::consumer {
 
 // A new pipe's size on Linux (16 pages), and systemd's: the least the shop
 // keeps, so that the pipe always holds an unfinished line and a page more.
-inline constexpr int default_pipe_size = 65536;
+inline constexpr int default_pipe_size = new_pipe_size;
 // With instant brewing, the size the shop grows a FIFO it opened itself to
 // (the unprivileged pipe-max-size): one take looks at all of it.
-inline constexpr int instant_pipe_size = 1 << 20;
+inline constexpr int instant_pipe_size = user_max_pipe_size;
 
 // Used by the reader thread alone.
 class pipe_intake final : public order_source {

@@ -348,11 +348,6 @@ std::optional<clock::time_point> earliest(std::optional<clock::time_point> a, st
 
 int exit_code_for_exec_errno(int err) noexcept { return err == ENOENT || err == ENOTDIR ? 127 : 126; }
 
-void grow_pipe(int fd) noexcept {
-    // 1 MiB is the default /proc/sys/fs/pipe-max-size for unprivileged users.
-    (void)::fcntl(fd, F_SETPIPE_SZ, 1 << 20);
-}
-
 }  // namespace detail
 
 }  // namespace coffee::launcher

@@ -1,6 +1,7 @@
 #pragma once
 #include <coffee/cli.hpp>
 #include <coffee/duration.hpp>
+#include <coffee/posix.hpp>
 #include <coffee/unique_fd.hpp>
 
 #include <sys/types.h>
@@ -95,8 +96,9 @@ using clock = std::chrono::steady_clock;
 // it was not found, 126 when it is not executable.
 [[nodiscard]] int exit_code_for_exec_errno(int err) noexcept;
 
-// Makes a pipe's buffer bigger (best effort): fewer wake-ups per byte.
-void grow_pipe(int fd) noexcept;
+// Grows a pipe we make or hold (best effort) to the most a user may ask
+// for, else to at least a new pipe's size: fewer wake-ups per byte.
+inline void grow_pipe_best_effort(int fd) noexcept { (void)grow_pipe(fd, user_max_pipe_size, new_pipe_size); }
 
 }  // namespace detail
 

@@ -151,8 +151,8 @@ int run_pipe(const pipe_options& opts, const unique_fd& signals) {
     input_source source = choose_input(opts);
     pipe_ends to_child = make_pipe();
     pipe_ends from_child = make_pipe();
-    detail::grow_pipe(to_child.write.get());
-    detail::grow_pipe(from_child.read.get());
+    detail::grow_pipe_best_effort(to_child.write.get());
+    detail::grow_pipe_best_effort(from_child.read.get());
 
     child_process child;
     try {

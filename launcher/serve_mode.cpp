@@ -143,7 +143,8 @@ int run_serve(const serve_options& opts, const unique_fd& signals) {
     // One supervisor per FIFO, and no consumer by hand beside it. The consumer
     // takes no lock under socket activation: we guarantee it is alone.
     const unique_fd lock = lock_fifo(fifo_path);
-    detail::grow_pipe(fifo.get());  // more room for orders while the consumer is down
+    // More room for orders while the consumer is down.
+    detail::grow_pipe_best_effort(fifo.get());
     const unique_fd dev_null{::open("/dev/null", O_RDWR | O_CLOEXEC)};
     if (!dev_null)
         throw_system_error(errno, "open '/dev/null'");

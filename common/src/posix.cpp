@@ -87,6 +87,24 @@ unique_fd reopen_pipe_nonblocking(int fd, int access) {
     return again;
 }
 
+int grow_pipe(int fd, int wanted, int least) noexcept {
+    const int size = ::fcntl(fd, F_GETPIPE_SZ);
+    if (size < 0 || size >= wanted)
+        return size;
+    const int set = ::fcntl(fd, F_SETPIPE_SZ, wanted);
+    if (set >= 0)
+        return set;
+    if (size >= least)
+        return size;  // errno says why `wanted` was refused
+    if (least >= wanted)
+        return -1;
+    const int refused = errno;
+    const int fallback = ::fcntl(fd, F_SETPIPE_SZ, least);
+    if (fallback >= 0)
+        errno = refused;
+    return fallback;
+}
+
 void ignore_sigpipe() noexcept { (void)::signal(SIGPIPE, SIG_IGN); }
 
 std::string_view file_type_name(mode_t mode) noexcept {

@@ -53,6 +53,22 @@ void set_nonblocking(int fd, bool on);
 // Invalid when `fd` is no pipe, or without /proc.
 [[nodiscard]] unique_fd reopen_pipe_nonblocking(int fd, int access);
 
+// A new pipe's size on Linux (16 pages), and the default
+// /proc/sys/fs/pipe-max-size: the most an unprivileged user may ask for.
+inline constexpr int new_pipe_size = 65536;
+inline constexpr int user_max_pipe_size = 1 << 20;
+
+// Grows the pipe or FIFO at `fd` to at least `wanted` bytes (fcntl
+// F_SETPIPE_SZ; the kernel rounds up to a power of two pages). A pipe that
+// holds `wanted` already is kept as it is, never shrunk. When `wanted` is
+// refused, mostly because it is more than this user may have (EPERM: above
+// /proc/sys/fs/pipe-max-size, or over /proc/sys/fs/pipe-user-pages-soft),
+// a pipe smaller than `least` (at most `wanted`) is set to `least` instead.
+// Returns the size the pipe has then: below `wanted` only when `wanted` was
+// refused, errno then saying why; or -1 with errno when it stays below
+// `least`, or `fd` is no pipe. Logs nothing: the caller says what it means.
+[[nodiscard]] int grow_pipe(int fd, int wanted, int least) noexcept;
+
 // Ignores SIGPIPE so that a write to a pipe without reader fails with EPIPE.
 void ignore_sigpipe() noexcept;
 
