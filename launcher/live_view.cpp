@@ -120,120 +120,161 @@ std::string describe_customer(const customer_view& c, std::string_view& sgr) {
     return {};
 }
 
-void add_customer(std::vector<std::string>& lines, const customer_view& c, unsigned width, bool color) {
-    std::string_view sgr;
-    const std::string state = describe_customer(c, sgr);
-    line_builder line{width, color};
-    line.add("  ").add(c.name).pad_to(14);
-    line.add(c.pid > 0 ? fmt::format("pid {}", c.pid) : "").pad_to(25);
-    line.add(state, sgr).pad_to(64);
-    line.add(fmt::format("{} order{}", c.orders, c.orders == 1 ? "" : "s"), dim);
-    lines.push_back(line.take());
-}
+// The frame, drawn section by section from the top: each one appends its lines.
+class frame_renderer {
+public:
+    frame_renderer(const demo_snapshot& s, unsigned width, unsigned height, bool color)
+        : s_{s}, width_{width}, height_{height}, color_{color} {}
+
+    std::vector<std::string> render() {
+        header();
+        pipe_gauge();
+        customers();
+        shop();
+        shop_totals();
+        hint();
+        if (lines_.size() > height_)
+            lines_.resize(height_);
+        return std::move(lines_);
+    }
+
+private:
+    [[nodiscard]] line_builder line() const { return line_builder{width_, color_}; }
+
+    void header() {
+        const std::string clock = fmt::format("{:.1f}s", std::chrono::duration<double>(s_.elapsed).count());
+        lines_.push_back(line().add("coffee shop over a pipe: ", bold).add(s_.title, bold).add("  ").add(clock).take());
+    }
+
+    void pipe_gauge() {
+        lines_.push_back(line().add("THE PIPE", bold).add(fmt::format("  {}: write() blocks when full, read() when empty", s_.fifo), dim).take());
+        const bool full = s_.pipe && pipe_full(*s_.pipe);
+        // What is left of the line after "  [" and "] 63/64 KiB (~2257 orders)  FULL".
+        const unsigned gauge = std::max(std::min(width_, 200U), 58U) - 48;
+        const double ratio = s_.pipe && s_.pipe->capacity > 0 ? static_cast<double>(s_.pipe->unread) / static_cast<double>(s_.pipe->capacity) : 0;
+        auto filled = static_cast<unsigned>(std::lround(ratio * gauge));
+        if (s_.pipe && s_.pipe->unread > 0)
+            filled = std::max(filled, 1U);  // a few bytes are not nothing
+        const std::string_view sgr = full ? red : ratio >= 0.5 ? yellow : green;
+        auto l = line();
+        l.add("  [").add(std::string(filled, '#'), sgr).add(std::string(gauge - std::min(filled, gauge), '.'), dim).add("] ");
+        l.add(fill_text(s_).substr(5));
+        if (full)
+            l.add("  FULL", red);
+        else if (s_.pipe && s_.pipe->unread == 0)
+            l.add("  empty", dim);
+        lines_.push_back(l.take());
+    }
+
+    void customers() {
+        lines_.push_back(line()
+                             .add("CUSTOMERS", bold)
+                             .add(fmt::format("  coffee-producer: whole lines, one write() of <= {} bytes (PIPE_BUF) at a time", PIPE_BUF), dim)
+                             .take());
+        // The shop's lines below take 5 + its baristas; a last line for the hint.
+        const unsigned shop_lines = 5 + std::min(baristas_total(s_), 8U);
+        const std::size_t room = height_ > lines_.size() + shop_lines + 2 ? height_ - lines_.size() - shop_lines - 2 : 1;
+        if (s_.customers.size() <= room) {
+            for (const customer_view& c : s_.customers)
+                add_customer(c);
+        } else {
+            customers_blocked_first(room);
+        }
+    }
+
+    // More customers than lines for them: as many as fit, then one line that counts them all.
+    void customers_blocked_first(std::size_t room) {
+        // Blocked ones first: they are the story.
+        std::vector<const customer_view*> order;
+        for (const customer_view& c : s_.customers)
+            order.push_back(&c);
+        std::stable_sort(order.begin(), order.end(), [](const customer_view* a, const customer_view* b) {
+            return (a->state == customer_state::blocked) > (b->state == customer_state::blocked);
+        });
+        for (std::size_t i = 0; i + 1 < room; ++i)
+            add_customer(*order[i]);
+        lines_.push_back(line()
+                             .add(fmt::format("  ... {} in all: {} blocked, {} ordering, {} done, {} not here yet", s_.customers.size(),
+                                              count_state(s_, customer_state::blocked), count_state(s_, customer_state::ordering),
+                                              count_state(s_, customer_state::done), count_state(s_, customer_state::not_yet_here)),
+                                  dim)
+                             .take());
+    }
+
+    void add_customer(const customer_view& c) {
+        std::string_view sgr;
+        const std::string state = describe_customer(c, sgr);
+        auto l = line();
+        l.add("  ").add(c.name).pad_to(14);
+        l.add(c.pid > 0 ? fmt::format("pid {}", c.pid) : "").pad_to(25);
+        l.add(state, sgr).pad_to(64);
+        l.add(fmt::format("{} order{}", c.orders, c.orders == 1 ? "" : "s"), dim);
+        lines_.push_back(l.take());
+    }
+
+    void shop() {
+        lines_.push_back(line()
+                             .add("THE SHOP", bold)
+                             .add(fmt::format("  coffee-consumer{}: holds the FIFO read-write, so never reads end-of-file",
+                                              s_.consumer_pid > 0 ? fmt::format(" pid {}", s_.consumer_pid) : ""),
+                                  dim)
+                             .take());
+        const unsigned total = baristas_total(s_);
+        for (unsigned i = 0; i < std::min(total, 8U); ++i)
+            add_barista(i);
+        if (total > 8)
+            lines_.push_back(line().add(fmt::format("  ... {} baristas, {} busy", total, busy_baristas(s_)), dim).take());
+    }
+
+    void add_barista(unsigned i) {
+        auto l = line();
+        l.add(fmt::format("  barista {}", i + 1)).pad_to(14);
+        // What the consumer reports is drawn escaped, as the logs show it:
+        // no escape sequence or bidi control of theirs reaches the terminal.
+        const std::string order = i < s_.shop.baristas.size() ? printable(s_.shop.baristas[i], max_line_bytes) : std::string{};
+        if (!order.empty())
+            l.add("brewing ", cyan).add(order, cyan);
+        else if (s_.consumer_running && s_.shop.waiting.value_or(0) > 0)
+            l.add("between two orders", dim);
+        else if (s_.consumer_running)
+            l.add("idle: nothing to brew, the shop waits in read()", dim);
+        else
+            l.add("gone home", dim);
+        lines_.push_back(l.take());
+    }
+
+    void shop_totals() {
+        lines_.push_back(line()
+                             .add(fmt::format("  read ahead {}, ", s_.shop.waiting.value_or(0)))
+                             .add(fmt::format("served {} of {}", s_.served, s_.ordered), s_.served == s_.ordered && s_.ordered > 0 ? green : std::string_view{})
+                             .add(fmt::format(", {:.0f}/s", s_.per_second))
+                             .take());
+        std::string state = !s_.consumer_running ? "closed" : s_.shop.stopping ? "closing: serving what it accepted"
+                                                          : s_.shop.ready    ? "open"
+                                                                             : "opening";
+        lines_.push_back(line().add("  ").add(state).add(s_.shop.status.empty() ? "" : fmt::format(", STATUS=\"{}\"", printable(s_.shop.status, max_line_bytes)), dim).take());
+    }
+
+    void hint() {
+        const std::string_view hint = s_.stopping           ? "stopping: waiting for the orders being brewed"
+                                      : s_.consumer_running ? "Ctrl-C stops the shop gracefully"
+                                                            : "the shop is closed";
+        lines_.push_back(line().add(hint, dim).take());
+    }
+
+    const demo_snapshot& s_;
+    unsigned width_;
+    unsigned height_;
+    bool color_;
+    std::vector<std::string> lines_;
+};
 
 }  // namespace
 
 bool pipe_full(const pipe_fill& fill) noexcept { return fill.capacity > 0 && fill.capacity - std::min(fill.unread, fill.capacity) < PIPE_BUF; }
 
 std::vector<std::string> render_frame(const demo_snapshot& s, unsigned width, unsigned height, bool color) {
-    std::vector<std::string> lines;
-    const auto line = [&] { return line_builder{width, color}; };
-    const std::string clock = fmt::format("{:.1f}s", std::chrono::duration<double>(s.elapsed).count());
-
-    lines.push_back(line().add("coffee shop over a pipe: ", bold).add(s.title, bold).add("  ").add(clock).take());
-
-    // The pipe.
-    lines.push_back(line().add("THE PIPE", bold).add(fmt::format("  {}: write() blocks when full, read() when empty", s.fifo), dim).take());
-    {
-        const bool full = s.pipe && pipe_full(*s.pipe);
-        // What is left of the line after "  [" and "] 63/64 KiB (~2257 orders)  FULL".
-        const unsigned gauge = std::max(std::min(width, 200U), 58U) - 48;
-        const double ratio = s.pipe && s.pipe->capacity > 0 ? static_cast<double>(s.pipe->unread) / static_cast<double>(s.pipe->capacity) : 0;
-        auto filled = static_cast<unsigned>(std::lround(ratio * gauge));
-        if (s.pipe && s.pipe->unread > 0)
-            filled = std::max(filled, 1U);  // a few bytes are not nothing
-        const std::string_view sgr = full ? red : ratio >= 0.5 ? yellow : green;
-        auto l = line();
-        l.add("  [").add(std::string(filled, '#'), sgr).add(std::string(gauge - std::min(filled, gauge), '.'), dim).add("] ");
-        l.add(fill_text(s).substr(5));
-        if (full)
-            l.add("  FULL", red);
-        else if (s.pipe && s.pipe->unread == 0)
-            l.add("  empty", dim);
-        lines.push_back(l.take());
-    }
-
-    // The customers.
-    lines.push_back(line()
-                        .add("CUSTOMERS", bold)
-                        .add(fmt::format("  coffee-producer: whole lines, one write() of <= {} bytes (PIPE_BUF) at a time", PIPE_BUF), dim)
-                        .take());
-    // The shop's lines below take 5 + its baristas; a last line for the hint.
-    const unsigned shop_lines = 5 + std::min(baristas_total(s), 8U);
-    const std::size_t room = height > lines.size() + shop_lines + 2 ? height - lines.size() - shop_lines - 2 : 1;
-    if (s.customers.size() <= room) {
-        for (const customer_view& c : s.customers)
-            add_customer(lines, c, width, color);
-    } else {
-        // Blocked ones first: they are the story.
-        std::vector<const customer_view*> order;
-        for (const customer_view& c : s.customers)
-            order.push_back(&c);
-        std::stable_sort(order.begin(), order.end(), [](const customer_view* a, const customer_view* b) {
-            return (a->state == customer_state::blocked) > (b->state == customer_state::blocked);
-        });
-        for (std::size_t i = 0; i + 1 < room; ++i)
-            add_customer(lines, *order[i], width, color);
-        lines.push_back(line()
-                            .add(fmt::format("  ... {} in all: {} blocked, {} ordering, {} done, {} not here yet", s.customers.size(),
-                                             count_state(s, customer_state::blocked), count_state(s, customer_state::ordering),
-                                             count_state(s, customer_state::done), count_state(s, customer_state::not_yet_here)),
-                                 dim)
-                            .take());
-    }
-
-    // The shop.
-    lines.push_back(line()
-                        .add("THE SHOP", bold)
-                        .add(fmt::format("  coffee-consumer{}: holds the FIFO read-write, so never reads end-of-file",
-                                         s.consumer_pid > 0 ? fmt::format(" pid {}", s.consumer_pid) : ""),
-                             dim)
-                        .take());
-    const unsigned total = baristas_total(s);
-    for (unsigned i = 0; i < std::min(total, 8U); ++i) {
-        auto l = line();
-        l.add(fmt::format("  barista {}", i + 1)).pad_to(14);
-        // What the consumer reports is drawn escaped, as the logs show it:
-        // no escape sequence or bidi control of theirs reaches the terminal.
-        const std::string order = i < s.shop.baristas.size() ? printable(s.shop.baristas[i], max_line_bytes) : std::string{};
-        if (!order.empty())
-            l.add("brewing ", cyan).add(order, cyan);
-        else if (s.consumer_running && s.shop.waiting.value_or(0) > 0)
-            l.add("between two orders", dim);
-        else if (s.consumer_running)
-            l.add("idle: nothing to brew, the shop waits in read()", dim);
-        else
-            l.add("gone home", dim);
-        lines.push_back(l.take());
-    }
-    if (total > 8)
-        lines.push_back(line().add(fmt::format("  ... {} baristas, {} busy", total, busy_baristas(s)), dim).take());
-    lines.push_back(line()
-                        .add(fmt::format("  read ahead {}, ", s.shop.waiting.value_or(0)))
-                        .add(fmt::format("served {} of {}", s.served, s.ordered), s.served == s.ordered && s.ordered > 0 ? green : std::string_view{})
-                        .add(fmt::format(", {:.0f}/s", s.per_second))
-                        .take());
-    std::string state = !s.consumer_running ? "closed" : s.shop.stopping ? "closing: serving what it accepted"
-                                                     : s.shop.ready    ? "open"
-                                                                       : "opening";
-    lines.push_back(line().add("  ").add(state).add(s.shop.status.empty() ? "" : fmt::format(", STATUS=\"{}\"", printable(s.shop.status, max_line_bytes)), dim).take());
-    const std::string_view hint = s.stopping           ? "stopping: waiting for the orders being brewed"
-                                  : s.consumer_running ? "Ctrl-C stops the shop gracefully"
-                                                       : "the shop is closed";
-    lines.push_back(line().add(hint, dim).take());
-    if (lines.size() > height)
-        lines.resize(height);
-    return lines;
+    return frame_renderer{s, width, height, color}.render();
 }
 
 std::string summary_line(const demo_snapshot& s) {
