@@ -28,14 +28,14 @@ Usage:
   coffee-launcher serve [--fifo PATH] [--restart-delay DUR] [--start-limit N] [-- CONSUMER OPTIONS...]
   coffee-launcher MODE --help
 
-demo   the seed's shop: a private FIFO, one coffee-consumer, N coffee-producers;
+demo   the blog post's shop: a private FIFO, one coffee-consumer, N coffee-producers;
        sends "finish" once every producer is done, prints a summary per child.
        On a terminal, a live view shows the pipe fill, customers block and
        baristas brew; --scenario rush or quiet shows a morning rush or a quiet
        afternoon.
 pipe   runs COMMAND (default: cat) with its stdin and stdout on pipes; feeds it
        --input, --input-file, our stdin when it is not a terminal, else the
-       seed's "Hello from child!"; copies its output to our stdout.
+       blog post's "Hello from child!"; copies its output to our stdout.
 serve  holds the shop's FIFO open and supervises coffee-consumer on it
        (socket activation: the FIFO is fd 3, LISTEN_FDS=1), restarting it
        when it crashes; orders wait in the pipe while it is down.
@@ -167,7 +167,7 @@ void apply_scenario(demo_options& d, const std::string& name) {
 }
 
 void parse_demo(options& opts, int argc, char* argv[]) {
-    cxxopts::Options o{"coffee-launcher demo", "Runs the seed's coffee shop as separate processes over a private FIFO."};
+    cxxopts::Options o{"coffee-launcher demo", "Runs the blog post's coffee shop as separate processes over a private FIFO."};
     o.add_options()
         ("scenario", "rush or quiet: see below", cxxopts::value<std::string>(), "NAME")
         ("no-live", "no live view, even on a terminal: one summary line a second instead")

@@ -18,13 +18,13 @@ enum class launch_mode { demo, pipe, serve };
 
 enum class demo_scenario { none, rush, quiet };
 
-// `coffee-launcher demo`: the seed's shop as separate processes.
+// `coffee-launcher demo`: the blog post's shop as separate processes.
 struct demo_options {
     demo_scenario scenario = demo_scenario::none;
     bool live = true;                  // --no-live: never the live view, summary lines instead
     duration arrival_interval{0};      // customers come one at a time, this far apart; 0: all at once
     unsigned producers = 1;
-    unsigned orders = 0;  // per producer; 0: the seed's menu, one of each
+    unsigned orders = 0;  // per producer; 0: the blog post's menu, one of each
     duration brew_time = std::chrono::seconds{4};
     duration timeout = std::chrono::seconds{10};
     std::optional<unsigned> baristas;  // unset: the consumer's default

@@ -1,4 +1,4 @@
-// The seed's producer design, for the benchmark's baseline: one write() per
+// The blog post's producer design, for the benchmark's baseline: one write() per
 // order. Reads lines from stdin and writes each to the FIFO on its own.
 #include <fcntl.h>
 #include <unistd.h>

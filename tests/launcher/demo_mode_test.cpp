@@ -58,7 +58,7 @@ TEST_CASE("4 producers x 1,000 orders with --brew-time 0: every order served onc
     CHECK(is_empty_dir(tmp.path()));  // the private directory is gone
 }
 
-TEST_CASE("the default run serves the seed's menu") {
+TEST_CASE("the default run serves the blog post's menu") {
     const auto r = coffee::test::run(demo_args({"--brew-time", "0", "-q"}), {}, 30s);
     CHECK(r.exit_code() == 0);
     CHECK(r.out == "Espresso\nArabica\nLatte\nCappuccino\n");

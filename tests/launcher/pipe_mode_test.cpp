@@ -90,7 +90,7 @@ void check_round_trip(const std::vector<std::string>& argv, std::size_t input_by
 
 TEST_SUITE("launcher pipe") {
 
-TEST_CASE("from a terminal with no input option it prints the seed's greeting") {
+TEST_CASE("from a terminal with no input option it prints the blog post's greeting") {
     const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     REQUIRE(master >= 0);
     coffee::unique_fd master_fd{master};
