@@ -30,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -100,6 +101,75 @@ std::filesystem::path path_of_fd(int fd) {
     return ec ? std::filesystem::path{} : path;
 }
 
+// The FIFO the shop reads: handed over by socket activation, or opened
+// (and locked) by us.
+struct shop_fifo {
+    std::filesystem::path path;
+    unique_fd fd = {};
+    unique_fd lock = {};  // only when we opened it
+    int pipe_size = 0;
+};
+
+shop_fifo take_inherited_fifo(const options& opts, unique_fd inherited) {
+    shop_fifo fifo{.path = opts.fifo, .fd = std::move(inherited)};
+    check_is_fifo(fifo.fd.get(), "inherited fd 3 (LISTEN_FDS)");
+    check_open_for_reading(fifo.fd.get(), "inherited fd 3 (LISTEN_FDS)");
+    set_nonblocking(fifo.fd.get(), true);
+    if (fifo.path.empty()) {
+        fifo.path = path_of_fd(fifo.fd.get());
+        // An anonymous pipe ("pipe:[N]") or a FIFO since removed has no path
+        // to keep the journal beside, and the working directory is no place
+        // for it.
+        const bool named = fifo.path.is_absolute() && !fifo.path.native().ends_with(" (deleted)");
+        if (!named && opts.journal.empty() && !state_directory())
+            throw exit_error(exit_config,
+                             fmt::format("inherited fd 3 (LISTEN_FDS) is '{}', not a FIFO with a path beside which the "
+                                         "journal could live; give --journal PATH, or set $STATE_DIRECTORY "
+                                         "(StateDirectory= in the unit)",
+                                         fifo.path.empty() ? std::string{"?"} : fifo.path.native()));
+    }
+    // No lock: the supervisor (systemd, coffee-launcher serve) starts one
+    // consumer per FIFO, and a lock any writer could take would only let a
+    // customer keep the shop closed. The FIFO keeps the size its supervisor
+    // gave it (PipeSize=), if not smaller.
+    fifo.pipe_size = keep_pipe_size(fifo.fd.get(), fifo.path, default_pipe_size);
+    return fifo;
+}
+
+shop_fifo open_own_fifo(const options& opts) {
+    shop_fifo fifo{.path = opts.fifo.empty() ? default_fifo_path(false) : opts.fifo};
+    fifo.fd = open_fifo_for_reading(fifo.path, {opts.fifo_mode, opts.allow_world_writable});
+    // One shop per FIFO: a second consumer would take half of the orders.
+    fifo.lock = lock_fifo(fifo.path);
+    // With instant brewing, a bigger pipe means fewer, bigger takes and fewer
+    // wake-ups (as coffee-launcher serve does).
+    fifo.pipe_size = keep_pipe_size(fifo.fd.get(), fifo.path, opts.instant() ? instant_pipe_size : default_pipe_size);
+    return fifo;
+}
+
+// The journal beside the FIFO (or at --journal), with any backlog of an
+// older version taken in. A read-only or full disk is an exit_error that
+// says how many orders wait in the pipe: nothing was taken.
+// (A journal holds a mutex: it cannot move, so it lives on the heap.)
+std::unique_ptr<journal> open_journal(const options& opts, const shop_fifo& fifo) {
+    const std::filesystem::path path = !opts.journal.empty() ? opts.journal : default_journal(fifo.path);
+    // The journal's directory must be one nobody else can change, as the FIFO's.
+    check_safe_directory(path.has_parent_path() ? path.parent_path() : std::filesystem::path{"."});
+    try {
+        const std::filesystem::path aside =
+            opts.journal_may_be_old_backlog ? set_aside_old_backlog(path) : std::filesystem::path{};
+        auto orders = std::make_unique<journal>(path, opts.sync);
+        if (!aside.empty())
+            import_old_backlog(*orders, aside);
+        if (opts.journal.empty())
+            import_old_backlog(*orders, default_old_backlog(fifo.path));
+        return orders;
+    } catch (const std::system_error& e) {
+        throw exit_error(exit_code_for(e), fmt::format("{}; {} orders wait in the pipe '{}'", e.what(),
+                                                       peek_pipe_lines(fifo.fd.get()).lines, fifo.path.native()));
+    }
+}
+
 }  // namespace
 
 int run(const options& opts) {
@@ -111,69 +181,17 @@ int run(const options& opts) {
     unique_fd signals = block_and_watch({SIGTERM, SIGINT, SIGHUP});
     watch_supervisor();
 
-    std::filesystem::path fifo_path = opts.fifo;
-    unique_fd fifo;
-    unique_fd lock;
-    int pipe_size = 0;
-    if (!inherited.empty()) {
-        if (inherited.size() > 1)
-            spdlog::warn("socket activation passed {} descriptors; using the first, fd 3", inherited.size());
-        check_is_fifo(inherited.front().get(), "inherited fd 3 (LISTEN_FDS)");
-        check_open_for_reading(inherited.front().get(), "inherited fd 3 (LISTEN_FDS)");
-        fifo = std::move(inherited.front());
-        set_nonblocking(fifo.get(), true);
-        if (fifo_path.empty()) {
-            fifo_path = path_of_fd(fifo.get());
-            // An anonymous pipe ("pipe:[N]") or a FIFO since removed has no
-            // path to keep the journal beside, and the working directory is
-            // no place for it.
-            const bool named = fifo_path.is_absolute() && !fifo_path.native().ends_with(" (deleted)");
-            if (!named && opts.journal.empty() && !state_directory())
-                throw exit_error(exit_config,
-                                 fmt::format("inherited fd 3 (LISTEN_FDS) is '{}', not a FIFO with a path beside which the "
-                                             "journal could live; give --journal PATH, or set $STATE_DIRECTORY "
-                                             "(StateDirectory= in the unit)",
-                                             fifo_path.empty() ? std::string{"?"} : fifo_path.native()));
-        }
-        // No lock: the supervisor (systemd, coffee-launcher serve) starts one
-        // consumer per FIFO, and a lock any writer could take would only let
-        // a customer keep the shop closed.
-        pipe_size = keep_pipe_size(fifo.get(), fifo_path, default_pipe_size);
-    } else {
-        if (fifo_path.empty())
-            fifo_path = default_fifo_path(false);
-        fifo = open_fifo_for_reading(fifo_path, {opts.fifo_mode, opts.allow_world_writable});
-        // One shop per FIFO: a second consumer would take half of the orders.
-        lock = lock_fifo(fifo_path);
-        // With instant brewing, a bigger pipe means fewer, bigger takes and
-        // fewer wake-ups (as coffee-launcher serve does). An inherited FIFO
-        // keeps the size its supervisor gave it (PipeSize=), if not smaller.
-        pipe_size = keep_pipe_size(fifo.get(), fifo_path,
-                                   opts.instant() ? instant_pipe_size : default_pipe_size);
-    }
-    const std::filesystem::path journal_path = !opts.journal.empty() ? opts.journal : default_journal(fifo_path);
-    // The journal's directory must be one nobody else can change, as the FIFO's.
-    check_safe_directory(journal_path.has_parent_path() ? journal_path.parent_path() : std::filesystem::path{"."});
-    std::optional<journal> orders_journal;
-    try {
-        const std::filesystem::path aside =
-            opts.journal_may_be_old_backlog ? set_aside_old_backlog(journal_path) : std::filesystem::path{};
-        orders_journal.emplace(journal_path, opts.sync);
-        if (!aside.empty())
-            import_old_backlog(*orders_journal, aside);
-        if (opts.journal.empty())
-            import_old_backlog(*orders_journal, default_old_backlog(fifo_path));
-    } catch (const std::system_error& e) {
-        // A read-only or full disk: nothing was taken, say what waits.
-        throw exit_error(exit_code_for(e), fmt::format("{}; {} orders wait in the pipe '{}'", e.what(),
-                                                       peek_pipe_lines(fifo.get()).lines, fifo_path.native()));
-    }
+    if (inherited.size() > 1)
+        spdlog::warn("socket activation passed {} descriptors; using the first, fd 3", inherited.size());
+    shop_fifo fifo = inherited.empty() ? open_own_fifo(opts) : take_inherited_fifo(opts, std::move(inherited.front()));
+    const std::unique_ptr<journal> orders_journal = open_journal(opts, fifo);
     cut_unfinished_write(orders_journal->loaded());
-    const int fifo_fd = fifo.get();
-    shop coffee_shop{opts, std::move(fifo), fifo_path.native(), *orders_journal, std::move(signals)};
+    const int fifo_fd = fifo.fd.get();
+    shop coffee_shop{opts, std::move(fifo.fd), fifo.path.native(), *orders_journal, std::move(signals)};
     // Any writer can shrink the pipe; set it back (destroyed before the shop).
-    const pipe_size_watch pipe_size_kept{fifo_fd, fmt::format("'{}'", fifo_path.native()), std::chrono::seconds{1},
-                                         [](const std::string& message) { spdlog::warn("{}", message); }, pipe_size};
+    const pipe_size_watch pipe_size_kept{fifo_fd, fmt::format("'{}'", fifo.path.native()), std::chrono::seconds{1},
+                                         [](const std::string& message) { spdlog::warn("{}", message); },
+                                         fifo.pipe_size};
     return coffee_shop.run();
 }
 
