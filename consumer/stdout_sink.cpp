@@ -195,45 +195,54 @@ delivered stdout_sink::deliver(std::string_view lines, std::uint64_t count, bool
 
 int stdout_sink::room_fd() const { return STDOUT_FILENO; }
 
-// Writes the whole lines at the head of `text` (which holds `lines` lines)
-// that fit in one output chunk, at least one line, retrying short writes.
-// On failure: a file is cut back to where the write began, and none of its
-// lines counts (were the cut to fail, they are served again: a duplicate,
-// never a loss); a socket keeps what went out, and its whole lines count.
-delivered stdout_sink::write_chunk(std::string_view text, std::uint64_t lines, int fd) {
-    std::size_t end = 0;
+// The whole lines at the head of `text` (which holds `lines` lines) that
+// fit in one output chunk, at least one: their bytes and their count. On
+// journald's stream each line takes its priority prefix too.
+std::pair<std::size_t, std::uint64_t> stdout_sink::chunk_at_head(std::string_view text, std::uint64_t lines) const {
     if (is_journal_) {
         const std::size_t per_line = journal_priority.size();
-        lines = 0;
+        std::size_t end = 0;
+        std::uint64_t taken = 0;
         while (end < text.size()) {
             const std::size_t line_end = text.find('\n', end) + 1;
-            if (lines > 0 && line_end + per_line * (lines + 1) > chunk_)
+            if (taken > 0 && line_end + per_line * (taken + 1) > chunk_)
                 break;
             end = line_end;
-            ++lines;
+            ++taken;
         }
-    } else if (text.size() <= chunk_) {
-        end = text.size();  // all `lines` lines
-    } else {
-        // The whole lines in the first chunk_ bytes (at least one line).
-        end = text.rfind('\n', chunk_ - 1) + 1;
-        if (end == 0)
-            end = text.find('\n') + 1;
-        lines = count_lines(text.substr(0, end));
+        return {end, taken};
     }
-    std::string_view chunk = text.substr(0, end);
-    if (is_journal_) {
-        // An order "<0>panic" must not set its own priority: journald
-        // strips exactly one "<N>" (sd-daemon(3)), ours.
-        prefixed_.clear();
-        for (std::size_t at = 0; at < chunk.size();) {
-            const std::size_t line_end = chunk.find('\n', at) + 1;
-            prefixed_ += journal_priority;
-            prefixed_.append(chunk.substr(at, line_end - at));
-            at = line_end;
-        }
-        chunk = prefixed_;
+    if (text.size() <= chunk_)
+        return {text.size(), lines};
+    // The whole lines in the first chunk_ bytes (at least one line).
+    std::size_t end = text.rfind('\n', chunk_ - 1) + 1;
+    if (end == 0)
+        end = text.find('\n') + 1;
+    return {end, count_lines(text.substr(0, end))};
+}
+
+// `chunk` with journald's priority before each line. An order "<0>panic"
+// must not set its own priority: journald strips exactly one "<N>"
+// (sd-daemon(3)), ours.
+std::string_view stdout_sink::with_priority(std::string_view chunk) {
+    prefixed_.clear();
+    for (std::size_t at = 0; at < chunk.size();) {
+        const std::size_t line_end = chunk.find('\n', at) + 1;
+        prefixed_ += journal_priority;
+        prefixed_.append(chunk.substr(at, line_end - at));
+        at = line_end;
     }
+    return prefixed_;
+}
+
+// Writes the chunk at the head of `text` (see chunk_at_head), retrying
+// short writes. On failure: a file is cut back to where the write began,
+// and none of its lines counts (were the cut to fail, they are served
+// again: a duplicate, never a loss); a socket keeps what went out, and its
+// whole lines count.
+delivered stdout_sink::write_chunk(std::string_view text, std::uint64_t lines, int fd) {
+    const auto [end, chunk_lines] = chunk_at_head(text, lines);
+    const std::string_view chunk = is_journal_ ? with_priority(text.substr(0, end)) : text.substr(0, end);
     const std::optional<std::uint64_t> file_offset = note_output_write(chunk);
     std::size_t written_bytes = 0;
     while (written_bytes < chunk.size()) {
@@ -257,7 +266,7 @@ delivered stdout_sink::write_chunk(std::string_view text, std::uint64_t lines, i
         }
         written_bytes += static_cast<std::size_t>(n);
     }
-    return {lines, end, 0};
+    return {chunk_lines, end, 0};
 }
 
 // When stdout is a regular file: records in the journal where the next

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace coffee::consumer {
 
@@ -29,6 +30,9 @@ public:
     [[nodiscard]] int room_fd() const override;
 
 private:
+    [[nodiscard]] std::pair<std::size_t, std::uint64_t> chunk_at_head(std::string_view text,
+                                                                     std::uint64_t lines) const;
+    std::string_view with_priority(std::string_view chunk);
     delivered write_chunk(std::string_view text, std::uint64_t lines, int fd);
     std::optional<std::uint64_t> note_output_write(std::string_view chunk);
     void cut_failed_write(std::uint64_t offset, std::string_view out);

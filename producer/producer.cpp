@@ -238,41 +238,40 @@ options parse_command_line(int argc, char* argv[]) {
     return opts;
 }
 
-int run(const options& opts) {
-    ignore_sigpipe();  // a consumer that goes away is EPIPE, handled below
-    const std::filesystem::path path = opts.fifo.empty() ? default_fifo_path(true) : opts.fifo;
-    // `... | coffee-producer --finish` sends the piped orders, then finish;
-    // at a terminal, --finish alone sends just finish.
-    const bool use_stdin = opts.orders.empty() && opts.count == 0 && (!opts.finish || ::isatty(STDIN_FILENO) != 1);
+namespace {
 
-    order_sender sender{open_fifo_for_writing(path, opts.wait, opts.allow_other_owner), opts.write_timeout};
-    spdlog::debug("writing orders to '{}'", path.native());
-    order_source source{sender};
+// The orders named on the command line, in order; "-" (its first time) is
+// where stdin's are read.
+void offer_arguments(order_source& source, const std::vector<std::string>& orders) {
     bool stdin_used = false;
-    for (std::size_t i = 0; i < opts.orders.size(); ++i) {
-        if (opts.orders[i] == "-" && !stdin_used) {
+    for (std::size_t i = 0; i < orders.size(); ++i) {
+        if (orders[i] == "-" && !stdin_used) {
             stdin_used = true;
             source.read_stdin();
         } else {
-            source.offer(opts.orders[i], fmt::format("argument {}", i + 1), false);
+            source.offer(orders[i], fmt::format("argument {}", i + 1), false);
         }
     }
-    if (use_stdin)
-        source.read_stdin();
+}
+
+// --count N: "Espresso #1", "Arabica #2"... round the menu.
+void send_from_menu(order_sender& sender, std::uint64_t count) {
     std::string order;
-    for (std::uint64_t generated = 0; generated < opts.count; ++generated) {
+    for (std::uint64_t generated = 0; generated < count; ++generated) {
         if (sender.consumer_gone()) {
-            sender.skip(opts.count - generated);
-            break;
+            sender.skip(count - generated);
+            return;
         }
         order.assign(menu[generated % menu.size()]).append(" #");
         char digits[24];
         const auto end = std::to_chars(std::begin(digits), std::end(digits), generated + 1).ptr;
         sender.add(order.append(digits, end));
     }
-    if (opts.finish)
-        sender.add(finish_message, false);
-    sender.flush();
+}
+
+// What was delivered, and our exit code.
+int report(const options& opts, const std::filesystem::path& path, const order_sender& sender,
+           const order_source& source) {
     if (sender.stalled()) {
         spdlog::error("the FIFO '{}' took nothing for {} (--write-timeout): delivered {} orders, {} not delivered{}",
                       path.native(), format_duration(opts.write_timeout), sender.delivered(), sender.not_delivered(),
@@ -291,6 +290,28 @@ int run(const options& opts) {
         return exit_data;
     }
     return exit_ok;
+}
+
+}  // namespace
+
+int run(const options& opts) {
+    ignore_sigpipe();  // a consumer that goes away is EPIPE, handled below
+    const std::filesystem::path path = opts.fifo.empty() ? default_fifo_path(true) : opts.fifo;
+    // `... | coffee-producer --finish` sends the piped orders, then finish;
+    // at a terminal, --finish alone sends just finish.
+    const bool use_stdin = opts.orders.empty() && opts.count == 0 && (!opts.finish || ::isatty(STDIN_FILENO) != 1);
+
+    order_sender sender{open_fifo_for_writing(path, opts.wait, opts.allow_other_owner), opts.write_timeout};
+    spdlog::debug("writing orders to '{}'", path.native());
+    order_source source{sender};
+    offer_arguments(source, opts.orders);
+    if (use_stdin)
+        source.read_stdin();
+    send_from_menu(sender, opts.count);
+    if (opts.finish)
+        sender.add(finish_message, false);
+    sender.flush();
+    return report(opts, path, sender, source);
 }
 
 }  // namespace coffee::producer
