@@ -10,12 +10,24 @@ namespace coffee::consumer {
 
 bool counter::serve(const order_batch& batch) {
     const std::lock_guard lock{mutex_};
+    (void)serve_batch(batch, true);
+    return !failed();
+}
+
+std::size_t counter::serve_head(const order_batch& batch) {
+    const std::lock_guard lock{mutex_};
+    return serve_batch(batch, false);
+}
+
+std::size_t counter::serve_batch(const order_batch& batch, bool wait) {
     if (failed())
-        return false;
+        return 0;
     std::string_view rest = batch.text;
     std::uint64_t seq = batch.first_seq;
     while (!rest.empty()) {
-        const delivered out = sink_.deliver(rest, batch.first_seq + batch.count - seq, true);
+        const delivered out = sink_.deliver(rest, batch.first_seq + batch.count - seq, wait);
+        if (out.error == EAGAIN && out.lines == 0 && !wait)
+            break;
         try {
             journal_.mark_served(seq, out.lines);
         } catch (const std::system_error& e) {
@@ -23,17 +35,17 @@ bool counter::serve(const order_batch& batch) {
                 spdlog::error("cannot record served orders: {}; {} orders on stdout may be served again", e.what(),
                               out.lines);
             wake_();
-            return false;
+            break;
         }
         served_ += out.lines;
         seq += out.lines;
+        rest.remove_prefix(out.bytes);
         if (out.error != 0) {
             output_error(out.error);
-            return false;
+            break;
         }
-        rest.remove_prefix(out.bytes);
     }
-    return !failed();
+    return batch.text.size() - rest.size();
 }
 
 counter::from_source counter::serve_from(order_source& source, std::string_view lines, std::uint64_t count) {

@@ -31,6 +31,10 @@ public:
     // marked; the others stay unserved in the journal. False when stdout or
     // the journal failed, now or before.
     bool serve(const order_batch& batch);
+    // The same without waiting for room: serves the orders at the head of
+    // `batch` that the sink takes now. Returns the bytes they are (0 too
+    // when stdout or the journal failed).
+    std::size_t serve_head(const order_batch& batch);
 
     // Serves `lines` (`count` whole lines at the head of `source`, every
     // one an order as it stands) straight from it: each delivery's bytes
@@ -50,6 +54,9 @@ public:
     [[nodiscard]] std::uint64_t served() const noexcept { return served_.load(); }
 
 private:
+    // Serves `batch` from its head; `wait`: for room. Returns the bytes
+    // of the orders served.
+    std::size_t serve_batch(const order_batch& batch, bool wait);
     void output_error(int err);
 
     order_sink& sink_;

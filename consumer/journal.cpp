@@ -273,10 +273,6 @@ void journal::append_orders(order_batch& batch) {
         return;
     const std::lock_guard lock{mutex_};
     write_record(fmt_::orders, next_seq_, batch.text);
-    if (sync_ && ::fdatasync(fd_.get()) != 0)
-        throw_system_error(errno, "fdatasync journal '{}'", path_.native());
-    if (sync_ && directory_unsynced_)
-        sync_directory();
     batch.first_seq = next_seq_;
     next_seq_ += batch.count;
     in_flight_.store(in_flight_.load(std::memory_order_relaxed) + batch.count, std::memory_order_relaxed);
@@ -292,6 +288,16 @@ void journal::adopt(order_batch& batch) {
     } else {
         replay_scanner_->extend(bytes());
     }
+}
+
+void journal::commit() {
+    if (!sync_)
+        return;
+    const std::lock_guard lock{mutex_};
+    if (::fdatasync(fd_.get()) != 0)
+        throw_system_error(errno, "fdatasync journal '{}'", path_.native());
+    if (directory_unsynced_)
+        sync_directory();
 }
 
 void journal::sync() {

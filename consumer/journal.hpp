@@ -54,7 +54,7 @@ public:
     // device, directory or socket (exit_error 78), a file owned by someone
     // else, with other hard links, or with any permission for group or
     // others (77); another consumer using it (75).
-    // sync: fdatasync each order record before append_orders returns.
+    // sync: commit() makes what was appended durable.
     // Then scans it (see load()). Throws exit_error / system_error.
     journal(std::filesystem::path path, bool sync);
 
@@ -70,7 +70,13 @@ public:
     // Records the orders of `batch` (text and count), giving them sequence
     // numbers (batch.first_seq is set). On failure, a partly written record
     // is cut off again and system_error is thrown: nothing was recorded.
+    // With sync, the record is durable only after the next commit().
     void append_orders(order_batch& batch);
+    // With sync: makes every record appended so far durable, with one
+    // fdatasync (and an fsync of the directory after a rename): one commit
+    // covers all the records of a take. Without sync: nothing. Throws
+    // system_error: what was appended may or may not be on disk.
+    void commit();
 
     // Records orders from elsewhere (an old backlog file) so that they are
     // served with the journal's own unserved ones, after them. Throws

@@ -38,7 +38,7 @@ options parse_command_line(int argc, char* argv[]) {
         ("until-finish", "close the shop after the line 'finish', once the accepted orders are served")
         ("journal", "the order journal: every order taken from the pipe, until served (default: $STATE_DIRECTORY/journal, else FIFO.journal)",
          cxxopts::value<std::string>(), "PATH")
-        ("sync", "make each journal write durable (fdatasync) before its orders leave the pipe")
+        ("sync", "make each take durable in the journal (one fdatasync) before its orders leave the pipe")
         ("queue-size", "orders read ahead of the baristas (default: 1024 with --brew-time 0, else 2 per barista)",
          cxxopts::value<std::size_t>(), "N")
         ("fifo-mode", "mode of a FIFO the shop creates (default 0600; no read bits for group or others)", cxxopts::value<std::string>(), "MODE")

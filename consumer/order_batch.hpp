@@ -1,4 +1,5 @@
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -24,6 +25,14 @@ struct order_batch {
         count = 0;
     }
     [[nodiscard]] bool empty() const noexcept { return count == 0; }
+    // Removes the orders in the first `bytes` (whole lines) of text.
+    void drop_head(std::size_t bytes) {
+        const auto lines = static_cast<std::size_t>(
+            std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bytes), '\n'));
+        text.erase(0, bytes);
+        count -= lines;
+        first_seq += lines;
+    }
 };
 
 }  // namespace coffee::consumer

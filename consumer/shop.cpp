@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <array>
 #include <ctime>
+#include <utility>
 
 namespace coffee::consumer {
 
@@ -34,9 +35,18 @@ namespace {
 // most 64 KiB again (docs/design.md, "Duplicates"); the baristas get it in batches of
 // up to 4 records, so that memory stays bounded. When brewing takes time, taking
 // ahead serves no one sooner: take one PIPE_BUF at a time.
+// With --sync a take is one record and one commit (group commit: one
+// fdatasync for all of it), so a kill between the commit and the take
+// serves that take again (up to the pipe's 1 MiB).
 constexpr std::size_t instant_take = instant_pipe_size;
 constexpr std::size_t instant_record = 65536;
+
 constexpr std::size_t brewing_take = max_line_bytes;
+std::size_t record_limit(const options& opts) {
+    if (!opts.instant())
+        return brewing_take;
+    return opts.sync ? instant_take : instant_record;
+}
 // The journal is emptied whenever nothing is in flight and it has grown past
 // compact_bytes (or the shop is quiet); while orders are in flight it is
 // rewritten with the unserved ones once it passes twice its size after the
@@ -54,7 +64,7 @@ timespec timespec_of(std::chrono::nanoseconds ns) {
 shop::shop(const options& opts, unique_fd fifo, std::string fifo_name, journal& orders_journal, unique_fd signals)
     : opts_{opts}, recipe_{opts.brew_time, spdlog::should_log(spdlog::level::info)},
       take_limit_{opts.instant() ? instant_take : brewing_take},
-      record_limit_{opts.instant() ? instant_record : brewing_take}, journal_{orders_journal},
+      record_limit_{record_limit(opts)}, journal_{orders_journal},
       signals_{std::move(signals)}, wake_{::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)},
       intake_{std::move(fifo), std::move(fifo_name), rejects_}, sink_{orders_journal},
       counter_{sink_, orders_journal, [this] { wake(); }}, queue_{opts.queue_size, [this] { wake(); }},
@@ -235,57 +245,83 @@ std::size_t shop::take_orders(std::size_t limit) {
     return take.dropped + journal_lines(take.lines, take.at_start && take.lines.size() <= record_limit_);
 }
 
-// Records `lines` in the journal and consumes them, one record of at most
-// record_limit_ bytes of lines at a time, each appended before its own
-// bytes leave the pipe. `whole_take`: `lines` is all of the take, one record.
+// Records `lines` in the journal, one record of at most record_limit_
+// bytes of lines at a time, and consumes them: without --sync each record
+// as soon as it is appended (a kill in between serves one record again),
+// with --sync all of them after the one commit that makes them durable.
+// `whole_take`: `lines` is all of the take, one record.
 std::size_t shop::journal_lines(std::string_view lines, bool whole_take) {
+    std::vector<journaled> records;
+    std::size_t recorded = 0;  // appended, not yet handed over
     std::size_t taken = 0;
-    while (!lines.empty()) {
-        std::size_t end = lines.size();
-        if (end > record_limit_) {
-            end = lines.rfind('\n', record_limit_ - 1) + 1;
-            if (end == 0)
-                end = lines.find('\n') + 1;
-        }
-        const std::string_view record = lines.substr(0, end);
-        lines.remove_prefix(end);
-        taken += record.size();
-        // After 'finish' (or a stop) the shop moved on, and the pipe was
+    try {
+        // After a 'finish' (or a stop) the shop moves on, and the pipe is
         // taken again from its head: the take's bytes are no longer ours.
-        if (!take_record(record, whole_take))
-            break;
+        while (!lines.empty() && (records.empty() || !records.back().finishes)) {
+            std::size_t end = lines.size();
+            if (end > record_limit_) {
+                end = lines.rfind('\n', record_limit_ - 1) + 1;
+                if (end == 0)
+                    end = lines.find('\n') + 1;
+            }
+            const std::string_view record = lines.substr(0, end);
+            lines.remove_prefix(end);
+            records.push_back(record_orders(record, whole_take));
+            recorded += record.size();
+            if (!opts_.sync) {
+                hand_over(records, recorded);
+                taken += std::exchange(recorded, 0);
+                records.clear();
+            }
+        }
+    } catch (const std::system_error&) {
+        hand_over(records, recorded);  // what was recorded before the failure
+        throw;
     }
-    return taken;
+    hand_over(records, recorded);
+    return taken + recorded;
 }
 
 // Records the orders among `record` (whole lines at the head of the pipe)
-// in the journal, then consumes their bytes, and queues them as pending_.
-// False when a 'finish' among them moved the shop on.
-bool shop::take_record(std::string_view record, bool whole_take) {
+// in the journal. Throws system_error: nothing of it recorded.
+shop::journaled shop::record_orders(std::string_view record, bool whole_take) {
     const bool stop_at_finish = life_.taking() && opts_.until_finish;
-    order_batch batch;
+    journaled out;
     const judged_lines judged =
-        judge_lines(record, stop_at_finish, batch,
+        judge_lines(record, stop_at_finish, out.batch,
                     [this](const checked_line& check, std::string_view raw) { rejects_.malformed(check, raw, raw.size() + 1); });
     if (judged.verbatim && whole_take) {
-        batch.text = intake_.release_take();  // no copy
-        batch.text.resize(record.size());
+        out.batch.text = intake_.release_take();  // no copy
+        out.batch.text.resize(record.size());
     } else if (judged.verbatim) {
-        batch.text.assign(record);
+        out.batch.text.assign(record);
     }
     if (judged.finishes > 0 && life_.taking() && !opts_.until_finish)
         spdlog::info("received 'finish', ignoring it: not started with --until-finish");
-    journal_.append_orders(batch);  // throws: nothing consumed, nothing lost
-    intake_.consume(record.size());
-    if (life_.taking())
-        queue_taken(batch, judged.before_finish);
-    else
-        moved_to_journal_ += batch.count;
-    if (stop_at_finish && judged.finishes > 0) {
-        on(life_event::finish_received, "received 'finish'");
-        return false;
+    journal_.append_orders(out.batch);
+    out.before_finish = judged.before_finish;
+    out.finishes = stop_at_finish && judged.finishes > 0;
+    return out;
+}
+
+// Group commit: one journal commit (with --sync, one fdatasync) covers
+// every record of a take; only then do their `bytes` leave the pipe, and
+// their orders join pending_. Throws system_error from the commit: nothing
+// consumed, and the records wait in the journal too (served again, at
+// worst, at the next start).
+void shop::hand_over(std::vector<journaled>& records, std::size_t bytes) {
+    if (bytes == 0)
+        return;
+    journal_.commit();
+    intake_.consume(bytes);
+    for (journaled& r : records) {
+        if (life_.taking())
+            queue_taken(r.batch, r.before_finish);
+        else
+            moved_to_journal_ += r.batch.count;
+        if (r.finishes)
+            on(life_event::finish_received, "received 'finish'");
     }
-    return true;
 }
 
 // The first `before_finish` orders of a journaled batch join pending_;
@@ -333,16 +369,20 @@ void shop::replay_journal() {
 void shop::feed_queue() {
     if (life_.stopping())
         return;
-    if (!pending_.empty() && recipe_.instant() && pending_.text.size() <= max_line_bytes && queue_.idle() &&
-        sink_.has_room()) {
-        // Instant brewing, a few orders, every barista idle and room on
-        // stdout: serve here. Handing the orders to a barista would only add
-        // a thread wake-up (tens of microseconds on a busy machine) to each
-        // order's latency. Only when stdout has room, so that the reader
-        // never blocks in write() (signals and the watchdog wait on it).
-        brew(pending_.text, recipe_);
-        (void)counter_.serve(pending_);
-        pending_.clear();
+    if (!pending_.empty() && recipe_.instant() && queue_.idle() && sink_.has_room()) {
+        // Instant brewing, every barista idle and room on stdout: serve
+        // here what stdout takes now, without waiting for room (signals and
+        // the watchdog wait on the reader), and hand only the rest to a
+        // barista. A hand-off would add a thread wake-up (tens of
+        // microseconds on a busy machine) to each order's latency, and keep
+        // orders in flight, so that the journal is rewritten instead of
+        // emptied.
+        const std::size_t served = counter_.serve_head(pending_);
+        brew(std::string_view{pending_.text}.substr(0, served), recipe_);
+        if (served == pending_.text.size())
+            pending_.clear();
+        else
+            pending_.drop_head(served);
     }
     if (!pending_.empty() && !queue_.full())
         queue_.push(std::move(pending_));

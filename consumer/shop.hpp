@@ -26,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace coffee::consumer {
 
@@ -62,8 +63,15 @@ private:
     [[nodiscard]] bool may_take() const;
     [[nodiscard]] bool may_serve_from_pipe() const;
     std::size_t take_orders(std::size_t limit);
+    // A record of a take, appended to the journal and not yet committed.
+    struct journaled {
+        order_batch batch;
+        std::size_t before_finish = 0;  // its orders before a 'finish'
+        bool finishes = false;          // a 'finish' in it stops taking
+    };
     std::size_t journal_lines(std::string_view lines, bool whole_take);
-    bool take_record(std::string_view record, bool whole_take);
+    journaled record_orders(std::string_view record, bool whole_take);
+    void hand_over(std::vector<journaled>& records, std::size_t bytes);
     void queue_taken(order_batch& batch, std::size_t before_finish);
     void replay_journal();
     void feed_queue();

@@ -10,6 +10,10 @@
 # (e) adds --sync (every order through the journal, fdatasync before it
 # leaves the pipe). (a2) is wc -l through a 1 MiB pipe, the size the
 # consumer gives its own FIFO, so that both read the same pipe.
+# (f) is dd conv=fdatasync writing the same bytes to a file beside the
+# journal: what the file system takes to make them durable, the limit of
+# (e). (p1), (p4), (p16): 1, 4 and 16 coffee-producer --count at once
+# (ORDERS in all), into the plain shop and into the --sync one.
 # Each figure is the best of RUNS runs: the machine is shared, and noise only
 # ever makes a run slower.
 set -euo pipefail
@@ -90,6 +94,33 @@ cat_into_consumer() {  # NAME
 measure_b() { sync= cat_into_consumer b; }
 measure_e() { sync=--sync cat_into_consumer e; }
 
+measure_f() {
+  rm -f "$work/f.out"
+  local start; start=$(now)
+  dd if="$work/orders" of="$work/f.out" bs=1M conv=fdatasync status=none
+  elapsed=$(( $(now) - start ))
+}
+
+# NAME PRODUCERS: that many producers at once, ORDERS in all, into a shop
+# with $sync.
+producers_into_consumer() {
+  start_consumer "$work/$1"
+  local start i pids=() each=$(( orders / $2 ))
+  start=$(now)
+  for (( i = 0; i < $2; i++ )); do
+    "$producer" --fifo "$work/$1" --count $(( i < $2 - 1 ? each : orders - each * ($2 - 1) )) -q & pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i"; done
+  echo finish > "$work/$1"
+  wait "$consumer_pid"
+  elapsed=$(( $(now) - start ))
+  check_served "$work/$1" "($1)"
+}
+for n in 1 4 16; do
+  eval "measure_p$n() { sync= producers_into_consumer p$n $n; }"
+  eval "measure_s$n() { sync=--sync producers_into_consumer s$n $n; }"
+done
+
 measure_c() {
   start_consumer "$work/c"
   local start; start=$(now)
@@ -130,8 +161,13 @@ t_b=$(best_of b)
 t_c=$(best_of c)
 t_d=$(best_of d)
 t_e=$(best_of e)
+t_f=$(best_of f)
+for n in 1 4 16; do
+  eval "t_p$n=\$(best_of p$n)"
+  eval "t_s$n=\$(best_of s$n)"
+done
 
-rss_max=$(cat "$work/b.rss.max" "$work/c.rss.max" "$work/d.rss.max" "$work/e.rss.max" | sort -n | tail -1)
+rss_max=$(cat "$work"/*.rss.max | sort -n | tail -1)
 echo "orders: $orders ($(( bytes / 1048576 )) MiB), consumer: --baristas 4 --brew-time 0 -q, best of $runs runs"
 printf '(a) cat file > fifo | wc -l          %8s s  %10s orders/s\n' "$(seconds $t_a)" "$(rate $t_a)"
 printf '(a2) the same, 1 MiB pipe            %8s s  %10s orders/s\n' "$(seconds $t_a2)" "$(rate $t_a2)"
@@ -139,38 +175,49 @@ printf '(b) cat file > fifo | consumer       %8s s  %10s orders/s\n' "$(seconds 
 printf '(c) producer --count | consumer      %8s s  %10s orders/s\n' "$(seconds $t_c)" "$(rate $t_c)"
 printf '(d) one write per order | consumer   %8s s  %10s orders/s\n' "$(seconds $t_d)" "$(rate $t_d)"
 printf '(e) (b) with --sync                  %8s s  %10s orders/s\n' "$(seconds $t_e)" "$(rate $t_e)"
+printf '(f) dd conv=fdatasync, same bytes    %8s s  %10s orders/s\n' "$(seconds $t_f)" "$(rate $t_f)"
+for n in 1 4 16; do
+  eval "tp=\$t_p$n ts=\$t_s$n"
+  printf '(p%d) %2d producers at once         %8s s  %10s orders/s   with --sync %8s s  %10s orders/s\n' \
+    "$n" "$n" "$(seconds $tp)" "$(rate $tp)" "$(seconds $ts)" "$(rate $ts)"
+done
 echo "(b)/(a) = $(ratio "$t_a" "$t_b")   (journal open, orders served straight from the pipe; target >= 0.5)"
 echo "(b)/(a2) = $(ratio "$t_a2" "$t_b")  (both through a 1 MiB pipe)"
 echo "(e)/(a) = $(ratio "$t_a" "$t_e")   (--sync: every order through the journal)"
+echo "(e)/(f) = $(ratio "$t_f" "$t_e")   (--sync against the file system's own durable write; target >= 0.5)"
+echo "--sync/plain, producers at once: 1: $(ratio "$t_p1" "$t_s1")  4: $(ratio "$t_p4" "$t_s4")  16: $(ratio "$t_p16" "$t_s16")   (target at 16 >= 0.5)"
 echo "(c)/(a) = $(ratio "$t_a" "$t_c")"
 echo "(c)/(d) = $(ratio "$t_d" "$t_c")   (target >= 10)"
 echo "consumer peak RSS: $(( rss_max / 1024 )) MiB ($rss_max KiB; b $(cat "$work/b.rss.max"), c $(cat "$work/c.rss.max"), d $(cat "$work/d.rss.max") KiB)   (target <= 16 MiB)"
 
 # Idle latency: one order at a time into a quiet shop (brew 0), timed from its
 # write into the FIFO to its line on the relay's stdout (a pipe), against cat
-# relaying a FIFO of its own. cat and the two shops run side by side and take
-# turns order by order, 2 ms apart, so that the machine's noise falls on all
-# three alike; each run prints its own figures and ratios.
-latency_run() {  # writes "p50 p99 max" (us) for cat, b1, b4 to $work/lat/figures
+# relaying a FIFO of its own, with a --sync shop beside them. They run side
+# by side and take turns order by order, 2 ms apart, so that the machine's
+# noise falls on all alike; each run prints its own figures and ratios.
+latency_run() {  # writes "p50 p99 max" (us) for cat, b1, b4, s1 to $work/lat/figures
   local dir=$work/lat name pid status=0
   local relays=()
   rm -rf "$dir"; mkdir "$dir"
-  mkfifo "$dir/cat" "$dir/cat.out" "$dir/b1.out" "$dir/b4.out"
+  mkfifo "$dir/cat" "$dir/cat.out" "$dir/b1.out" "$dir/b4.out" "$dir/s1.out"
   cat "$dir/cat" > "$dir/cat.out" & relays+=($!)
   for name in b1 b4; do
     "$consumer" --brew-time 0 --baristas "${name#b}" -q --fifo "$dir/$name" > "$dir/$name.out" & relays+=($!)
   done
+  "$consumer" --brew-time 0 --baristas 1 --sync -q --fifo "$dir/s1" > "$dir/s1.out" & relays+=($!)
   "$latency" "$latency_orders" 2000 20 "$dir/cat" "$dir/cat.out" "$dir/b1" "$dir/b1.out" "$dir/b4" "$dir/b4.out" \
-    > "$dir/figures" || status=$?
+    "$dir/s1" "$dir/s1.out" > "$dir/figures" || status=$?
   for pid in "${relays[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   (( status == 0 )) || { echo "bench: the latency run failed ($status)" >&2; exit 1; }
 }
 echo "idle latency, order written to line served (us; $runs runs of $latency_orders orders each, relays in turn):"
 for (( r = 0; r < runs; r++ )); do
   latency_run
-  { read -r c50 c99 _; read -r a50 a99 _; read -r b50 b99 _; } < "$work/lat/figures"
+  { read -r c50 c99 _; read -r a50 a99 _; read -r b50 b99 _; read -r s50 s99 _; } < "$work/lat/figures"
   printf '  run %d: cat p50 %6s p99 %6s | --baristas 1 p50 %6s p99 %6s | --baristas 4 p50 %6s p99 %6s\n' \
     $((r + 1)) "$c50" "$c99" "$a50" "$a99" "$b50" "$b99"
   printf '         ratio to cat: --baristas 1 p50 %s p99 %s | --baristas 4 p50 %s p99 %s   (targets: p50 <= 1.5, p99 <= 2)\n' \
     "$(ratio "$a50" "$c50")" "$(ratio "$a99" "$c99")" "$(ratio "$b50" "$c50")" "$(ratio "$b99" "$c99")"
+  printf '         --sync --baristas 1 p50 %6s p99 %6s: %s and %s times --baristas 1 (one fdatasync per order when idle)\n' \
+    "$s50" "$s99" "$(ratio "$s50" "$a50")" "$(ratio "$s99" "$a99")"
 done
