@@ -150,7 +150,7 @@ private:
     std::uint64_t next_seq_ = 0;
     std::atomic<std::uint64_t> in_flight_{0};  // changed under mutex_
     std::uint64_t rewritten_bytes_ = 0;  // the size after the last rewrite, 0 after emptying
-    bool directory_unsynced_ = false;  // with sync: a rename not yet durable
+    bool directory_unsynced_;  // with sync: the journal's name (a creation, a rename) not yet durable
 };
 
 }  // namespace coffee::consumer
