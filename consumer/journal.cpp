@@ -128,12 +128,11 @@ void write_all(int fd, std::string_view bytes, const std::filesystem::path& path
 
 }  // namespace
 
+// With sync, the first commit also fsyncs the directory: an fdatasync makes
+// the file's bytes durable, not its name, and the journal may just have
+// been created (or renamed into place by a rewrite a power cut interrupted).
 journal::journal(std::filesystem::path path, bool sync)
     : path_{std::move(path)}, fd_{open_current_journal(path_)}, sync_{sync}, directory_unsynced_{sync} {
-    // With sync, the first commit also fsyncs the directory: an fdatasync
-    // makes the file's bytes durable, not its name, and the journal may
-    // just have been created (or renamed into place by a rewrite a power
-    // cut interrupted).
     // Ours now that the journal is locked: a rewrite cut short by a kill.
     load_.unfinished_rewrite = ::unlink(rewrite_path().c_str()) == 0;
     load();
