@@ -27,7 +27,6 @@
 #include <fmt/format.h>
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -127,23 +126,13 @@ recording record_shop(const scenario& s, const temp_dir& dir) {
     std::filesystem::permissions(state, std::filesystem::perms::owner_all);
     const unique_fd holder = hold_fifo(fifo);
 
-    int out_pipe[2];
-    int err_pipe[2];
-    REQUIRE(::pipe2(out_pipe, O_CLOEXEC) == 0);
-    REQUIRE(::pipe2(err_pipe, O_CLOEXEC) == 0);
-    unique_fd out_read{out_pipe[0]}, out_write{out_pipe[1]};
-    unique_fd err_read{err_pipe[0]}, err_write{err_pipe[1]};
     std::vector<std::string> argv{consumer_program, "--fifo", fifo.native(), "--journal", (state / "journal").native()};
     argv.insert(argv.end(), s.shop_args.begin(), s.shop_args.end());
-    spawn_options options;
-    options.stdout_fd = out_write.get();
-    options.stderr_file = dir / (s.name + ".err");
-    options.env = traced_env(trace, state, fifo);
-    options.unset_env = {"JOURNAL_STREAM", "LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET", "WATCHDOG_USEC"};
-    process shop{argv, options};
-    out_write.reset();
-    err_write.reset();
-    collector output{std::move(out_read), std::move(err_read)};
+    std::vector<std::string> env;
+    for (const auto& [name, value] : traced_env(trace, state, fifo))
+        env.push_back(name + "=" + value);
+    watched shop{argv, env};
+    const collector& output = shop.output();
 
     std::uint64_t stream_bytes = 0;
     for (std::size_t b = 0; b < s.bursts; ++b) {
@@ -159,17 +148,15 @@ recording record_shop(const scenario& s, const temp_dir& dir) {
         stream(holder.get(), burst, eol);
         if (b + 1 < s.bursts) {
             const bool served = eventually(
-                [&] { return output.line_count() >= rec.orders.size() || shop.wait_for(0ms).has_value(); }, 120s);
-            REQUIRE_MESSAGE((served && output.line_count() >= rec.orders.size()), read_file(options.stderr_file));
+                [&] { return output.line_count() >= rec.orders.size() || output.wait_closed(0ms); }, 120s);
+            REQUIRE_MESSAGE((served && output.line_count() >= rec.orders.size()), output.err());
             if (s.quiet_between) {
                 const std::size_t emptied = truncations(trace);
                 REQUIRE(eventually([&] { return truncations(trace) > emptied; }, 30s));
             }
         }
     }
-    shop.kill(SIGTERM);
-    CHECK(shop.wait(60s) == 0);
-    CHECK(output.wait_closed(30s));
+    CHECK(shop.stop(60s) == 0);
     for (const std::string& line : output.lines())
         rec.out += line + "\n";
     rec.out += output.partial();

@@ -161,7 +161,7 @@ std::string collector::err() const {
     return err_text_;
 }
 
-bool collector::wait_closed(std::chrono::milliseconds timeout) {
+bool collector::wait_closed(std::chrono::milliseconds timeout) const {
     return eventually([&] { return closed_.load(); }, timeout);
 }
 
@@ -184,7 +184,8 @@ std::vector<std::string> consumer_argv(const std::filesystem::path& fifo, const 
 
 }  // namespace
 
-watched::watched(const std::vector<std::string>& argv) : child_{start(argv)} {
+watched::watched(const std::vector<std::string>& argv, const std::vector<std::string>& env)
+    : child_{start(argv, -1, env)} {
     child_.in.reset();
     output_ = std::make_unique<collector>(std::move(child_.out), std::move(child_.err));
 }

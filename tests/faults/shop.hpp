@@ -80,7 +80,7 @@ public:
     [[nodiscard]] std::string partial() const;             // stdout after its last LF
     [[nodiscard]] std::string err() const;
     // Waits for EOF on both; false at the deadline.
-    bool wait_closed(std::chrono::milliseconds timeout);
+    bool wait_closed(std::chrono::milliseconds timeout) const;
 
 private:
     void run();
@@ -99,7 +99,8 @@ private:
 // background; stdin closed (a pipe at EOF).
 class watched {
 public:
-    explicit watched(const std::vector<std::string>& argv);
+    // `env`: NAME=VALUE entries added to (or replacing in) our environment.
+    explicit watched(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
     ~watched();
     watched(const watched&) = delete;
     watched& operator=(const watched&) = delete;
