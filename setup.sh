@@ -98,7 +98,8 @@ test)
   fi
   # Everything under AddressSanitizer + UndefinedBehaviorSanitizer, -Werror.
   cmake --workflow --preset ci || asan=$?
-  # The threaded code (consumer, launcher) again under ThreadSanitizer.
+  # The threaded code (consumer, launcher) again under ThreadSanitizer: the
+  # binaries of the tests labelled threads, and only those, are built.
   cmake --workflow --preset ci-tsan || tsan=$?
   echo
   exec tests/support/test-summary.sh fuzz:line_reader - "$fuzz_reader" fuzz:order_lines - "$fuzz_lines" \

@@ -393,7 +393,7 @@ void journal::rewrite_from(std::uint64_t end) {
     size_ = written;
     rewritten_bytes_ = written;
     if (sync_) {
-        directory_unsynced_ = true;  // until then, each append tries again
+        directory_unsynced_ = true;  // if this fails, each commit tries again
         sync_directory();
     }
 }
