@@ -14,8 +14,10 @@
 # journal: what the file system takes to make them durable, the limit of
 # (e). (p1), (p4), (p16): 1, 4 and 16 coffee-producer --count at once
 # (ORDERS in all), into the plain shop and into the --sync one.
-# Each figure is the best of RUNS runs (e and f: of 3 * RUNS, in turn): the
-# machine is shared, and noise only ever makes a run slower.
+# Each figure is the best of RUNS runs: the machine is shared, and noise only
+# ever makes a run slower. Figures that make a ratio with each other run in
+# turn: (e) and (f), 3 * RUNS times (they are short), and each (pN) with its
+# --sync twin.
 set -euo pipefail
 orders=${1:-5000000}
 build=${2:-build/release}
@@ -140,54 +142,38 @@ measure_d() {
   check_served "$work/d" "(d)"
 }
 
-# best_of NAME: the fastest of $runs runs of measure_NAME, in ns; the peak
-# RSS of its consumers (max over runs) in $work/NAME.rss.max.
+# best_of ROUNDS NAME...: measure_NAME for each NAME in turn, ROUNDS times;
+# the fastest run of each in t_NAME (ns), the peak RSS of its consumers (max
+# over runs) in $work/NAME.rss.max. Figures to be compared with each other
+# are measured in turn, so that both see the machine as it is at that
+# moment: a ratio of two figures taken a minute apart on a shared machine
+# measures its noise as much as the shop.
 best_of() {
-  local best=0 rss=0 r
-  for (( r = 0; r < runs; r++ )); do
-    "measure_$1"
-    (( best == 0 || elapsed < best )) && best=$elapsed
-    if [[ -f $work/$1.rss ]]; then
-      (( $(cat "$work/$1.rss") > rss )) && rss=$(cat "$work/$1.rss")
-    fi
+  local rounds=$1 r name
+  shift
+  local -A best=() rss=()
+  for (( r = 0; r < rounds; r++ )); do
+    for name in "$@"; do
+      "measure_$name"
+      (( ${best[$name]:-0} == 0 || elapsed < best[$name] )) && best[$name]=$elapsed
+      if [[ -f $work/$name.rss ]] && (( $(cat "$work/$name.rss") > ${rss[$name]:-0} )); then
+        rss[$name]=$(cat "$work/$name.rss")
+      fi
+    done
   done
-  echo "$rss" > "$work/$1.rss.max"
-  echo "$best"
+  for name in "$@"; do
+    echo "${rss[$name]:-0}" > "$work/$name.rss.max"
+    printf -v "t_$name" '%s' "${best[$name]}"
+  done
 }
 
-# best_of_pair A B: measure_A and measure_B in turn, 3 * $runs times each
-# (they are short), so that both see the machine as it is at that moment: a
-# ratio of two figures taken a minute apart on a shared machine measures its
-# noise as much as the shop. The fastest of each in t_A and t_B; peak RSS
-# as in best_of.
-best_of_pair() {
-  local a=$1 b=$2 best_a=0 best_b=0 rss=0 r
-  for (( r = 0; r < 3 * runs; r++ )); do
-    "measure_$a"
-    (( best_a == 0 || elapsed < best_a )) && best_a=$elapsed
-    if [[ -f $work/$a.rss ]]; then
-      (( $(cat "$work/$a.rss") > rss )) && rss=$(cat "$work/$a.rss")
-    fi
-    "measure_$b"
-    (( best_b == 0 || elapsed < best_b )) && best_b=$elapsed
-  done
-  echo "$rss" > "$work/$a.rss.max"
-  eval "t_$a=$best_a t_$b=$best_b"
-}
-
-t_a=$(best_of a)
-t_a2=$(best_of a2)
-t_b=$(best_of b)
-t_c=$(best_of c)
-t_d=$(best_of d)
-best_of_pair e f
-for n in 1 4 16; do
-  eval "t_p$n=\$(best_of p$n)"
-  eval "t_s$n=\$(best_of s$n)"
-done
+for name in a a2 b c d; do best_of "$runs" "$name"; done
+# (e) and (f) are short: 3 * RUNS rounds of the two in turn.
+best_of $(( 3 * runs )) e f
+for n in 1 4 16; do best_of "$runs" "p$n" "s$n"; done
 
 rss_max=$(cat "$work"/*.rss.max | sort -n | tail -1)
-echo "orders: $orders ($(( bytes / 1048576 )) MiB), consumer: --baristas 4 --brew-time 0 -q, best of $runs runs ((e) and (f): of $(( 3 * runs )), in turn)"
+echo "orders: $orders ($(( bytes / 1048576 )) MiB), consumer: --baristas 4 --brew-time 0 -q, best of $runs runs ((e) and (f) of $(( 3 * runs )); (e)/(f) and each --sync/plain pair in turn)"
 printf '(a) cat file > fifo | wc -l          %8s s  %10s orders/s\n' "$(seconds $t_a)" "$(rate $t_a)"
 printf '(a2) the same, 1 MiB pipe            %8s s  %10s orders/s\n' "$(seconds $t_a2)" "$(rate $t_a2)"
 printf '(b) cat file > fifo | consumer       %8s s  %10s orders/s\n' "$(seconds $t_b)" "$(rate $t_b)"
