@@ -182,10 +182,20 @@ std::vector<std::string> consumer_argv(const std::filesystem::path& fifo, const 
     return argv;
 }
 
+// The program runs as if started by hand, whatever started the tests (a
+// systemd unit, a terminal inside one): systemd's variables are removed
+// (a bare NAME removes it), then `env` applies.
+std::vector<std::string> by_hand(const std::vector<std::string>& env) {
+    std::vector<std::string> out{"JOURNAL_STREAM", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
+                                 "WATCHDOG_USEC", "WATCHDOG_PID"};
+    out.insert(out.end(), env.begin(), env.end());
+    return out;
+}
+
 }  // namespace
 
 watched::watched(const std::vector<std::string>& argv, const std::vector<std::string>& env)
-    : child_{start(argv, -1, env)} {
+    : child_{start(argv, -1, by_hand(env))} {
     child_.in.reset();
     output_ = std::make_unique<collector>(std::move(child_.out), std::move(child_.err));
 }

@@ -99,7 +99,9 @@ private:
 // background; stdin closed (a pipe at EOF).
 class watched {
 public:
-    // `env`: NAME=VALUE entries added to (or replacing in) our environment.
+    // `env`: NAME=VALUE entries added to (or replacing in) our environment,
+    // from which systemd's variables (NOTIFY_SOCKET, LISTEN_FDS, ...) are
+    // removed first.
     explicit watched(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
     ~watched();
     watched(const watched&) = delete;
